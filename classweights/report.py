@@ -1,0 +1,219 @@
+"""The report document: what a scan counted and the weights derived from it.
+
+One document per run, keys in a fixed order, so the same data always gives the same bytes
+(DESIGN.md, "The report document"). It holds every count the weight methods need, so
+`load` gives back a `ScanResult` from which any method can be derived again, and reports of
+disjoint shards can be `merge`d exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import __version__
+from .counting import ClassCounts, LabelSpec
+from .errors import ReportError
+from .scan import ScanResult, Source
+from .weights import Weights, frequency
+
+#: Significant digits of the weights and frequencies in a document.
+DIGITS = 6
+
+
+def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGITS) -> dict:
+    """Return the report document (plain dicts, lists, ints, floats and strings)."""
+
+    def rounded(value: float) -> float:
+        return float(f"{value:.{digits}g}") if digits else float(value)
+
+    counts = result.counts
+    names = result.names or [None] * counts.num_classes
+    freq = frequency(counts)
+    pos_weight = weights.pos_weight
+    return {
+        "classweights": __version__,
+        "method": weights.method,
+        "normalize": weights.normalize,
+        "missing": weights.missing,
+        "params": weights.params,
+        "clip": {"min": weights.clip[0], "max": weights.clip[1]},
+        "num_classes": counts.num_classes,
+        "ignore_index": list(result.spec.ignore_index),
+        "map": [list(pair) for pair in result.spec.mapping],
+        "weights": [rounded(w) for w in weights.weights],
+        "pos_weight": (
+            [rounded(w) for w in pos_weight]
+            if isinstance(pos_weight, list)
+            else rounded(pos_weight)
+        ),
+        "classes": [
+            {
+                "id": c,
+                "name": names[c],
+                "pixels": int(counts.pixels[c]),
+                "images": int(counts.images[c]),
+                "image_pixels": int(counts.image_pixels[c]),
+                "frequency": rounded(freq[c]),
+                "weight": rounded(weights.weights[c]),
+            }
+            for c in range(counts.num_classes)
+        ],
+        "totals": {"files": counts.files, "pixels": counts.counted, "ignored": counts.ignored},
+        "absent": weights.absent,
+        "source": {
+            "paths": list(result.source.paths),
+            "files": result.source.files,
+            "fingerprint": result.source.fingerprint,
+        },
+    }
+
+
+def _json(doc: dict) -> str:
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def _yaml(doc: dict) -> str:
+    # default_flow_style=None writes lists of scalars inline: weights: [0.5, 1.0, 2.0]
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
+def _list(doc: dict) -> str:
+    """The bare weight list, which mmsegmentation's ``class_weight=`` loads from a file path."""
+    return json.dumps(doc["weights"], allow_nan=False) + "\n"
+
+
+CSV_COLUMNS = ("id", "name", "pixels", "images", "image_pixels", "frequency", "weight")
+
+
+def _csv(doc: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in doc["classes"]:
+        writer.writerow(["" if row[k] is None else row[k] for k in CSV_COLUMNS])
+    return out.getvalue()
+
+
+#: ``--format``: how a document is written out.
+FORMATS: dict[str, Callable[[dict], str]] = {
+    "json": _json,
+    "yaml": _yaml,
+    "list": _list,
+    "csv": _csv,
+}
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: all of it or nothing."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> ScanResult:
+    """Return the counts and settings of a saved JSON or YAML report.
+
+    Raises `ReportError` naming the file when it cannot be read or is not a report.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReportError(
+            path, f"cannot read report: {getattr(error, 'strerror', None) or error}"
+        ) from None
+    try:
+        # JSON first: YAML 1.1 reads JSON's 1e-05 as a string.
+        doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise ReportError(
+            path, f"not a JSON or YAML report: {str(error).splitlines()[0]}"
+        ) from None
+    try:
+        return _from_document(doc)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ReportError(path, f"not a classweights report ({_describe(error)})") from None
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r} field"
+    return str(error)
+
+
+def _from_document(doc: dict) -> ScanResult:
+    classes = doc["classes"]
+    num_classes = int(doc["num_classes"])
+    if [c["id"] for c in classes] != list(range(num_classes)):
+        raise ValueError(f"class ids are not 0..{num_classes - 1} in order")
+
+    def column(key: str) -> np.ndarray:
+        values = np.array([int(c[key]) for c in classes], np.int64).reshape(num_classes)
+        if (values < 0).any():
+            raise ValueError(f"negative {key!r}")
+        return values
+
+    counts = ClassCounts(
+        column("pixels"),
+        column("images"),
+        column("image_pixels"),
+        files=int(doc["totals"]["files"]),
+        ignored=int(doc["totals"]["ignored"]),
+    )
+    spec = LabelSpec(
+        num_classes=num_classes,
+        ignore_index=tuple(int(v) for v in doc["ignore_index"]),
+        mapping=tuple((int(s), int(d)) for s, d in doc["map"]),
+    )
+    source = doc["source"]
+    names = [c.get("name") for c in classes]
+    return ScanResult(
+        counts,
+        spec,
+        Source(
+            tuple(str(p) for p in source["paths"]), int(source["files"]), str(source["fingerprint"])
+        ),
+        names=None if all(n is None for n in names) else tuple(names),
+    )
+
+
+def merge(results: Sequence[tuple[str, ScanResult]]) -> ScanResult:
+    """Return the sum of reports of disjoint shards, given as ``(path, result)`` pairs.
+
+    Raises `ReportError` naming a report whose label settings (K, ignore, map) or class
+    names differ from the first's: adding such counts would be meaningless.
+    """
+    (first_path, first), *rest = results
+    for path, result in rest:
+        for setting, mine, theirs in (
+            ("num_classes", first.spec.num_classes, result.spec.num_classes),
+            ("ignore_index", list(first.spec.ignore_index), list(result.spec.ignore_index)),
+            ("map", list(first.spec.mapping), list(result.spec.mapping)),
+            ("class names", first.names, result.names),
+        ):
+            if mine != theirs:
+                raise ReportError(
+                    path,
+                    f"{setting} is {theirs} here but {mine} in {first_path}; "
+                    "scan every shard with the same settings",
+                )
+    total = sum((r.counts for _, r in rest), first.counts)
+    return ScanResult(
+        total, first.spec, Source.merged([r.source for _, r in results]), names=first.names
+    )

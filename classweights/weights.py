@@ -1,0 +1,254 @@
+"""Class-weight methods, each exactly as published, then normalisation, absent classes and clipping.
+
+Notation (DESIGN.md, "Weight methods"): n_c = ``pixels[c]``, N = the sum of n_c (ignored pixels
+are not counted), p_c = n_c / N. Every formula is evaluated in float64 on the classes present
+(n_c > 0); classes with no pixels are then filled by the ``missing`` policy, so no weight is
+ever NaN or infinite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .counting import ClassCounts
+from .errors import InputError, WeightError
+
+#: Default ENet constant c0 (Paszke et al. 2016, section 5.2).
+ENET_C = 1.02
+
+
+@dataclass(frozen=True)
+class Params:
+    """Parameters of the methods that take one; ``beta=None`` means 1 - 1/N."""
+
+    enet_c: float = ENET_C
+    beta: float | None = None
+
+
+# A method maps (counts, present, params) to float64 weights for the present classes and the
+# parameters it used; entries of absent classes are overwritten by the missing policy.
+Method = Callable[[ClassCounts, np.ndarray, Params], tuple[np.ndarray, dict]]
+
+
+def frequency(counts: ClassCounts) -> np.ndarray:
+    """Return p_c = n_c / N, the share of the counted pixels that each class holds."""
+    return counts.pixels / np.float64(counts.counted)
+
+
+def inverse(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
+    """Return w_c = N / (K n_c), scikit-learn's ``compute_class_weight("balanced")``.
+
+    K is the number of classes present, as in scikit-learn (which requires every class to
+    occur), so that the sum of w_c * n_c is N.
+    """
+    n = counts.pixels.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return counts.counted / (np.count_nonzero(present) * n), {}
+
+
+def median(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
+    """Return median-frequency balancing weights, w_c = median(f) / f_c.
+
+    f_c = n_c / ``image_pixels[c]``: the pixels of class c divided by the total pixels of the
+    images in which c occurs, and the median is taken over the classes present. Eigen & Fergus,
+    "Predicting Depth, Surface Normals and Semantic Labels with a Common Multi-Scale
+    Convolutional Architecture", ICCV 2015; used by SegNet (Badrinarayanan et al., TPAMI 2017).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        freq = counts.pixels / counts.image_pixels.astype(np.float64)
+        return np.median(freq[present]) / freq, {}
+
+
+def enet(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
+    """Return w_c = 1 / ln(c0 + p_c), c0 = 1.02 by default.
+
+    Paszke et al., "ENet: A Deep Neural Network Architecture for Real-Time Semantic
+    Segmentation", 2016, section 5.2. c0 bounds the weights to (1 / ln(1 + c0), 1 / ln c0].
+    """
+    if not params.enet_c > 1:
+        raise ValueError(f"enet_c must be greater than 1 (ln(c0 + p) > 0), not {params.enet_c}")
+    return 1.0 / np.log(params.enet_c + frequency(counts)), {"enet_c": params.enet_c}
+
+
+def sqrt(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
+    """Return w_c = 1 / sqrt(p_c), inverse square-root frequency."""
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.sqrt(frequency(counts)), {}
+
+
+def effective(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
+    """Return w_c = (1 - beta) / (1 - beta^n_c), the inverse effective number of samples.
+
+    Cui et al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019. The
+    paper's betas (0.9 to 0.9999) make every class of a pixel count (millions) weigh the same;
+    the default beta = 1 - 1/N keeps the method between uniform and inverse frequency:
+    w_c is about 1 / (N (1 - exp(-p_c))).
+    """
+    beta = 1.0 - 1.0 / counts.counted if params.beta is None else params.beta
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), not {beta}")
+    # 1 - beta^n as -expm1(n ln beta): beta is close to 1, and 1 - beta^n would cancel.
+    with np.errstate(divide="ignore"):
+        effective_number = -np.expm1(counts.pixels * np.log1p(beta - 1.0))
+        return (1.0 - beta) / effective_number, {"beta": beta}
+
+
+def uniform(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
+    """Return w_c = 1: the unweighted baseline."""
+    return np.ones(counts.num_classes), {}
+
+
+METHODS: dict[str, Method] = {
+    "inverse": inverse,
+    "median": median,
+    "enet": enet,
+    "sqrt": sqrt,
+    "effective": effective,
+    "uniform": uniform,
+}
+
+#: Other names users know the methods by.
+ALIASES = {"balanced": "inverse", "mfb": "median"}
+
+
+def _scale_mean(w: np.ndarray, p: np.ndarray) -> float:
+    return w.mean()
+
+
+def _scale_sum(w: np.ndarray, p: np.ndarray) -> float:
+    return w.sum()
+
+
+def _scale_pixels(w: np.ndarray, p: np.ndarray) -> float:
+    return (w * p).sum()
+
+
+def _scale_max(w: np.ndarray, p: np.ndarray) -> float:
+    return w.max()
+
+
+def _scale_min(w: np.ndarray, p: np.ndarray) -> float:
+    return w[w > 0].min()
+
+
+#: ``--normalize``: the weights are divided by this function of (weights, p) so that it is 1.
+#: ``pixels`` makes the average pixel weigh 1, so the loss keeps its unweighted scale; ``min``
+#: looks only at non-zero weights (absent classes filled with zero stay zero).
+NORMALIZATIONS: dict[str, Callable[[np.ndarray, np.ndarray], float] | None] = {
+    "none": None,
+    "mean": _scale_mean,
+    "sum": _scale_sum,
+    "pixels": _scale_pixels,
+    "max": _scale_max,
+    "min": _scale_min,
+}
+
+
+def _absent_error(present_weights: np.ndarray, absent: list[int]) -> float:
+    raise WeightError(
+        f"classes {absent} have no pixels (--missing error); check the masks or --num-classes"
+    )
+
+
+#: ``--missing``: the weight of a class with no pixels, from the weights of the present ones.
+MISSING: dict[str, Callable[[np.ndarray, list[int]], float]] = {
+    "zero": lambda present_weights, absent: 0.0,
+    "max": lambda present_weights, absent: present_weights.max() if present_weights.size else 1.0,
+    "one": lambda present_weights, absent: 1.0,
+    "error": _absent_error,
+}
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Derived class weights and how they were derived."""
+
+    method: str
+    normalize: str
+    missing: str
+    params: dict
+    clip: tuple[float | None, float | None]
+    weights: np.ndarray
+    pos_weight: float | list[float]
+    absent: list[int]
+
+
+def compute_weights(
+    counts: ClassCounts,
+    method: str = "median",
+    *,
+    normalize: str = "none",
+    missing: str = "zero",
+    clip: tuple[float | None, float | None] = (None, None),
+    params: Params | None = None,
+) -> Weights:
+    """Return the class weights of ``counts`` under ``method``.
+
+    The steps, in order: the method's formula on the classes present; ``missing`` for the
+    absent ones; ``normalize`` over the whole vector; ``clip`` last, so its bounds hold on
+    the output (every non-zero weight; a class filled with zero stays zero). Raises
+    `InputError` when no pixel was counted at all.
+    """
+    method = ALIASES.get(method, method)
+    for name, value, registry in (
+        ("method", method, METHODS),
+        ("normalize", normalize, NORMALIZATIONS),
+        ("missing", missing, MISSING),
+    ):
+        if value not in registry:
+            raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(registry)}")
+    if counts.counted == 0:
+        raise InputError("no pixels were counted (every pixel ignored, or no masks)")
+    params = params or Params()
+    present = counts.present
+    absent = np.flatnonzero(~present).tolist()
+
+    weights, used = METHODS[method](counts, present, params)
+    weights = np.asarray(weights, np.float64).copy()
+    fill = MISSING[missing](weights[present], absent) if absent else 0.0
+    weights[~present] = fill
+
+    scale = NORMALIZATIONS[normalize]
+    if scale is not None:
+        weights /= scale(weights, frequency(counts))
+    low, high = clip
+    if low is not None or high is not None:
+        filled = weights != 0  # a class filled with zero stays zero: it has nothing to weigh
+        weights[filled] = np.clip(weights[filled], low, high)
+    if not np.isfinite(weights).all():  # a bug, never the user's input
+        raise AssertionError(f"non-finite weights {weights} from {method}")
+    return Weights(
+        method=method,
+        normalize=normalize,
+        missing=missing,
+        params=used,
+        clip=clip,
+        weights=weights,
+        pos_weight=pos_weight(counts, missing),
+        absent=absent,
+    )
+
+
+def pos_weight(counts: ClassCounts, missing: str = "zero") -> float | list[float]:
+    """Return negatives / positives: n_0 / n_1 for two classes, else (N - n_c) / n_c per class.
+
+    This is what PyTorch's ``BCEWithLogitsLoss(pos_weight=...)`` takes: a scalar for a binary
+    mask, one entry per class (one-vs-rest) for a multi-label head. A class with no pixels
+    is filled by the ``missing`` policy, as the weights are.
+    """
+    n = counts.pixels.astype(np.float64)
+    if counts.num_classes == 2:
+        negatives, positives = n[:1], n[1:]
+    else:
+        negatives, positives = counts.counted - n, n
+    present = positives > 0
+    ratio = np.zeros_like(positives)
+    ratio[present] = negatives[present] / positives[present]
+    absent = np.flatnonzero(~present).tolist()
+    if absent:
+        ratio[~present] = MISSING[missing](ratio[present], absent)
+    values = [float(r) for r in ratio]
+    return values[0] if counts.num_classes == 2 else values

@@ -1,0 +1,64 @@
+"""Test helpers: hand-made masks on disk, and the command line driven through CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from classweights.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def save_mask(path: Path, ids, mode: str = "L") -> Path:
+    """Write class ids as an image in ``mode`` (P gets a palette; the ids stay the pixel values)."""
+    array = np.asarray(ids)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode in ("L", "P"):
+        image = Image.fromarray(array.astype(np.uint8))
+        if mode == "P":
+            image.putpalette([v for i in range(256) for v in (i, 255 - i, (7 * i) % 256)])
+    elif mode == "I;16":
+        image = Image.fromarray(array.astype(np.uint16))
+    elif mode == "I":
+        image = Image.fromarray(array.astype(np.int32))
+    else:
+        raise ValueError(mode)
+    # optimize=False: Pillow's GIF writer would otherwise renumber the palette, and the ids.
+    image.save(path, optimize=False)
+    return path
+
+
+#: Two 4x4 masks whose counts are easy to check by eye.
+#: a: 12 x 0, 4 x 1.   b: 8 x 0, 4 x 1, 2 x 2, 2 x 255 (void).
+#: pixels = [20, 8, 2], N = 30, ignored = 2; images = [2, 2, 1];
+#: image_pixels = [32, 32, 16].
+MASK_A = [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 1]]
+MASK_B = [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 255, 255]]
+
+
+def run(*args: object) -> Result:
+    """Run the command line in-process; stdout and stderr are kept apart."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def run_json(*args: object) -> dict:
+    """Run a command that must succeed and return its stdout parsed as JSON."""
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
+    """Assert a clean failure: the exit code, nothing on stdout, one line naming the fragments."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
