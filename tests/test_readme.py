@@ -1,0 +1,79 @@
+"""The README cannot rot: every shell example in it runs, and shows what it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+README = (REPO / "README.md").read_text()
+CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.S)
+
+
+def examples(text: str) -> list[tuple[str, list[str]]]:
+    """Return ``(command, expected stdout lines)`` for every ``$ `` line of the console blocks."""
+    found: list[tuple[str, list[str]]] = []
+    for block in CONSOLE_BLOCK.findall(text):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                found.append((line[2:], []))
+            else:
+                found[-1][1].append(line)
+    return found
+
+
+def quick_start() -> list[str]:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [command for command, _ in examples(section)]
+
+
+def test_quick_start_is_two_commands_and_ci_runs_them_verbatim():
+    commands = quick_start()
+    assert len(commands) == 2
+    assert commands[0].startswith("pip install . && classweights scan sample_masks/")
+    assert commands[1].endswith("&& pytest")
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command in ci
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A scratch directory with a copy of sample_masks/, where the examples run in order."""
+    work = tmp_path_factory.mktemp("readme")
+    shutil.copytree(REPO / "sample_masks", work / "sample_masks")
+    return work
+
+
+@pytest.mark.parametrize(("command", "expected"), examples(README), ids=lambda v: str(v)[:60])
+def test_shell_example(workdir, command, expected):
+    if command.startswith("pip install"):
+        command = command.split("&& ", 1)[1]  # installing is CI's part (see above)
+        if command == "pytest":
+            pytest.skip("the test suite itself")
+    if "jq " in command and shutil.which("jq") is None:
+        pytest.skip("jq is not installed")
+    code = re.search(r"# exits (\d+)$", command)
+    # The examples call `classweights`; run it as this interpreter's module, installed or not.
+    prelude = f'classweights() {{ {shlex.quote(sys.executable)} -m classweights "$@"; }}\n'
+    done = subprocess.run(
+        ["bash", "-c", prelude + command],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert done.returncode == (int(code.group(1)) if code else 0), done.stderr
+    if expected:
+        assert done.stdout.splitlines() == expected
+    if code:
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in done.stderr
