@@ -8,14 +8,18 @@ Library errors become one line and their exit code: 2 usage, 3 input (DESIGN.md)
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import click
 
 from . import __version__
-from .counting import LabelSpec, sparse_label_hint
+from .counting import LabelSpec
 from .display import Display, id_ranges
 from .errors import ClassWeightsError
+from .labelmaps import ColorMap, load_colors, load_map, load_names
+from .presets import PRESETS, Preset
 from .report import DIGITS, FORMATS, document, load, merge, write_atomic
 from .scan import ScanResult, scan
 from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
@@ -63,6 +67,11 @@ def _options(*options: Callable) -> Callable:
 
 label_options = _options(
     click.option(
+        "--preset",
+        type=click.Choice(list(PRESETS)),
+        help="A dataset's classes, names, map and ignore values (see `classweights presets`).",
+    ),
+    click.option(
         "--num-classes",
         type=click.IntRange(min=1),
         help="Class ids are 0..K-1 [default: largest label + 1].",
@@ -82,13 +91,102 @@ label_options = _options(
         callback=_parse_map,
         help="Remap a raw value before counting (repeatable), e.g. 255:1.",
     ),
+    click.option(
+        "--map-file",
+        type=click.Path(dir_okay=False),
+        help="Value map: JSON/YAML {src: dst} or pairs, or CSV src,dst.",
+    ),
+    click.option(
+        "--reduce-zero-label/--no-reduce-zero-label",
+        default=None,
+        help="ADE20K: 0 is ignored and every other value v becomes v-1.",
+    ),
+    click.option(
+        "--colors",
+        type=click.Path(dir_okay=False),
+        help="Colour map for RGB masks: JSON/YAML/CSV with id, color and optional name.",
+    ),
+    click.option(
+        "--unknown-colors",
+        type=click.Choice(["error", "ignore"]),
+        default="error",
+        show_default=True,
+        help="A colour that is not in the colour map: exit 3, or count it as ignored.",
+    ),
+    click.option(
+        "--class-names",
+        type=click.Path(dir_okay=False),
+        help="Class names: text one per line, or a JSON/YAML list.",
+    ),
     click.option("--glob", "pattern", metavar="PATTERN", help="Which files count in a directory."),
+    click.option(
+        "--roi",
+        type=click.Path(file_okay=False),
+        help="Folder of region masks: count only pixels where the same-named mask is non-zero.",
+    ),
+    click.option("--npz-key", metavar="KEY", help="The array to read from .npz files."),
     click.option(
         "--workers",
         type=click.IntRange(min=1),
         help="Worker processes [default: all cores].",
     ),
 )
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """The reading options of `scan`, resolved against the preset."""
+
+    spec: LabelSpec
+    names: tuple[str, ...] | None
+    colour_names: dict[int, str]
+    pattern: str | None
+    roi: str | None
+    npz_key: str | None
+
+
+def _reading(
+    preset: str | None,
+    num_classes: int | None,
+    ignore_index: tuple[int, ...],
+    mapping: tuple[tuple[int, int], ...],
+    map_file: str | None,
+    reduce_zero_label: bool | None,
+    colors: str | None,
+    unknown_colors: str,
+    class_names: str | None,
+    pattern: str | None,
+    roi: str | None,
+    npz_key: str | None,
+) -> _Reading:
+    """Resolve the reading options; an option given explicitly wins over the preset's value."""
+    base = PRESETS[preset] if preset else Preset("", ())
+    if map_file:
+        # --map entries win over the file's for the same source value.
+        mapping = tuple({**dict(load_map(map_file)), **dict(mapping)}.items())
+    colour_map = load_colors(colors) if colors else ColorMap((), {})
+    names = load_names(class_names) if class_names else (base.names or None)
+    if num_classes is None:
+        num_classes = len(names) if names else None
+    elif names and len(names) != num_classes:
+        raise click.BadParameter(
+            f"{len(names)} class names for --num-classes {num_classes}", param_hint="--class-names"
+        )
+    spec = LabelSpec(
+        num_classes=num_classes,
+        ignore_index=ignore_index or base.ignore_index,
+        mapping=mapping or base.mapping,
+        reduce_zero_label=base.reduce_zero_label
+        if reduce_zero_label is None
+        else reduce_zero_label,
+        colors=colour_map.colors,
+        unknown_colors=unknown_colors,
+    )
+    return _Reading(spec, names, colour_map.names, pattern or base.glob, roi, npz_key)
+
+
+_READING_OPTIONS = list(inspect.signature(_reading).parameters)
+
 
 weight_options = _options(
     click.option(
@@ -169,7 +267,7 @@ def cli() -> None:
 @label_options
 @weight_options
 @output_options
-def scan_command(paths, num_classes, ignore_index, mapping, pattern, workers, **options) -> None:
+def scan_command(paths, workers, **options) -> None:
     """Count pixels per class in the masks under PATH... and derive class weights.
 
     PATH is a directory (searched recursively), a mask file, or a glob.
@@ -178,14 +276,46 @@ def scan_command(paths, num_classes, ignore_index, mapping, pattern, workers, **
 
         classweights scan masks/ --ignore-index 255 --method median
     """
+    reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
     display = Display(options["quiet"])
-    spec = LabelSpec(num_classes, ignore_index, mapping)
     with display.progress() as progress:
-        result = scan(paths, spec, pattern=pattern, workers=workers, progress=progress)
-    hint = sparse_label_hint(result.counts, spec)
-    if hint:
-        display.warn(hint)
+        result = scan(
+            paths,
+            reading.spec,
+            pattern=reading.pattern,
+            regions=reading.roi,
+            npz_key=reading.npz_key,
+            names=reading.names,
+            workers=workers,
+            progress=progress,
+        )
+    if result.names is None and reading.colour_names:
+        names = tuple(reading.colour_names.get(c) for c in range(result.counts.num_classes))
+        result = replace(result, names=names)
+    for warning in result.warnings:
+        display.warn(warning)
     _emit(result, display, **options)
+
+
+@cli.command("presets")
+def presets_command() -> None:
+    """List the dataset presets that --preset takes, with what each sets.
+
+    Example:
+
+        classweights presets
+    """
+    for name, preset in PRESETS.items():
+        settings = [f"{preset.num_classes} classes"]
+        if preset.ignore_index:
+            settings.append("ignore " + ", ".join(map(str, preset.ignore_index)))
+        if preset.mapping:
+            settings.append(f"maps {len(preset.mapping)} raw values")
+        if preset.reduce_zero_label:
+            settings.append("reduce-zero-label")
+        if preset.glob:
+            settings.append(f"glob {preset.glob}")
+        click.echo(f"{name}: {preset.description} ({'; '.join(settings)})")
 
 
 @cli.command("weights")

@@ -8,90 +8,173 @@ For every class c, over all masks (DESIGN.md, "Counting model"):
 
 and the totals ``files`` and ``ignored``. These sums are all that every weight method needs,
 and they add up, which makes the scan embarrassingly parallel and ``merge`` exact.
+
+Values that may not occur (a label outside ``0..K-1``, a colour missing from the colour map)
+are not errors on the spot: they are tallied too, with a few example files, so one run can
+say everything that is wrong with a dataset.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import MaskError
+from .masks import Histogram, colour_hex
 
 #: Without ``--num-classes`` the class count is the largest label + 1; past this, a label is
 #: far more likely an id space (instance ids, colours packed in an int) than a class.
 MAX_IMPLICIT_CLASSES = 65536
 
+#: Example files kept for each unexpected value.
+MAX_EXAMPLES = 5
+
+#: Values datasets use for "no class": VOC and Cityscapes trainIds use 255, 16-bit sets 65535.
+VOID_VALUES = (255, 65535)
+
+#: How an unexpected value is known: ("label", id) or ("colour", 0xRRGGBB).
+Key = tuple[str, int]
+
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """How raw mask values become class ids: remap, then drop ignored values, then range-check.
+    """How raw mask values become class ids.
 
-    ``mapping`` holds ``(src, dst)`` pairs applied to raw values before anything else, so a
-    value may be mapped onto an ignored one. ``num_classes`` of None means "largest label + 1".
+    In order: colours become ids through ``colors`` (colour masks only); with
+    ``reduce_zero_label`` 0 is ignored and v becomes v - 1 (ADE20K); ``mapping`` replaces
+    values (so a value may be mapped onto an ignored one); ``ignore_index`` values are dropped;
+    what is left must be in ``0..num_classes-1``. ``num_classes`` of None means "largest
+    label + 1". ``unknown_colors`` is "error" (a colour not in the map is unexpected) or
+    "ignore" (its pixels are ignored).
     """
 
     num_classes: int | None = None
     ignore_index: tuple[int, ...] = ()
     mapping: tuple[tuple[int, int], ...] = ()
+    reduce_zero_label: bool = False
+    colors: tuple[tuple[int, int], ...] = ()
+    unknown_colors: str = "error"
 
     def __post_init__(self) -> None:
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, not {self.num_classes}")
-        sources = [src for src, _ in self.mapping]
-        if len(set(sources)) != len(sources):
-            raise ValueError(f"a value is mapped twice in {list(self.mapping)}")
+        if self.unknown_colors not in ("error", "ignore"):
+            raise ValueError(f"unknown_colors must be error or ignore, not {self.unknown_colors!r}")
+        for name, pairs in (("value", self.mapping), ("colour", self.colors)):
+            sources = [src for src, _ in pairs]
+            if len(set(sources)) != len(sources):
+                raise ValueError(f"a {name} is mapped twice in {list(pairs)}")
         # Canonical order, so that equal settings compare (and serialise) equal.
         object.__setattr__(self, "ignore_index", tuple(sorted({int(v) for v in self.ignore_index})))
-        object.__setattr__(
-            self, "mapping", tuple(sorted((int(s), int(d)) for s, d in self.mapping))
-        )
+        object.__setattr__(self, "mapping", _sorted_pairs(self.mapping))
+        object.__setattr__(self, "colors", _sorted_pairs(self.colors))
 
     @cached_property
-    def _map_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        src, dst = zip(*self.mapping, strict=True) if self.mapping else ((), ())
-        return np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)
+    def _lookups(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {"mapping": _pair_arrays(self.mapping), "colors": _pair_arrays(self.colors)}
 
     def remap(self, values: np.ndarray) -> np.ndarray:
         """Return ``values`` with every mapped source value replaced by its destination."""
-        if not self.mapping:
-            return values
-        src, dst = self._map_arrays
-        at = np.searchsorted(src, values).clip(max=len(src) - 1)
-        return np.where(src[at] == values, dst[at], values)
+        return _lookup(*self._lookups["mapping"], values)[0]
 
-    def classify(
-        self, values: np.ndarray, counts: np.ndarray, path: object
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Return ``(labels, counts, ignored)`` for one mask's raw-value histogram.
+    def classify(self, histogram: Histogram, path: object) -> Classified:
+        """Return one mask's histogram as class ids, ignored pixels and unexpected values.
 
-        Raises `MaskError` naming ``path`` for a label outside ``0..K-1``.
+        Raises `MaskError` naming ``path`` for a colour mask when there is no colour map.
         """
-        values = self.remap(values)
-        ignored = np.isin(values, self.ignore_index)
-        labels, kept = values[~ignored], counts[~ignored]
-        if labels.size:
-            self._check_range(int(labels.min()), int(labels.max()), path)
-        return labels, kept, int(counts[ignored].sum())
-
-    def _check_range(self, low: int, high: int, path: object) -> None:
-        if low < 0:
-            raise MaskError(path, f"label {low} is negative; map it (--map {low}:DST) or ignore it")
-        limit = self.num_classes or MAX_IMPLICIT_CLASSES
-        if high >= limit:
-            if self.num_classes is None:
+        values, counts = histogram.values, histogram.counts
+        ignored = np.zeros(len(values), bool)
+        unexpected: list[tuple[Key, int]] = []
+        if histogram.colour:
+            if not self.colors:
                 raise MaskError(
-                    path,
-                    f"label {high} is too large to be a class id; "
-                    f"pass --num-classes, --ignore-index {high} or --map {high}:DST",
+                    path, "is a colour (RGB) mask; map its colours to class ids with --colors FILE"
                 )
-            raise MaskError(
-                path,
-                f"label {high} is outside 0..{self.num_classes - 1} "
-                f"(--num-classes {self.num_classes}); "
-                f"pass --ignore-index {high} if it marks pixels to leave out",
-            )
+            values, known = _lookup(*self._lookups["colors"], values)
+            if self.unknown_colors == "ignore":
+                ignored |= ~known
+            else:
+                unexpected += [(("colour", int(v)), int(n)) for v, n in zip(
+                    histogram.values[~known], counts[~known], strict=True)]  # fmt: skip
+                values, counts, ignored = values[known], counts[known], ignored[known]
+        if self.reduce_zero_label:
+            # As mmsegmentation does it: 0 ("other") is ignored, 255 stays void, v -> v - 1.
+            ignored |= values == 0
+            values = np.where(values == 255, 255, values - 1)
+        values = self.remap(values)
+        ignored |= np.isin(values, self.ignore_index)
+        limit = self.num_classes or MAX_IMPLICIT_CLASSES
+        bad = ~ignored & ((values < 0) | (values >= limit))
+        unexpected += [
+            (("label", int(v)), int(n)) for v, n in zip(values[bad], counts[bad], strict=True)
+        ]
+        keep = ~ignored & ~bad
+        return Classified(values[keep], counts[keep], int(counts[ignored].sum()), unexpected)
+
+    def describe(self, key: Key) -> str:
+        """Return what is wrong with an unexpected value, and what to do about it."""
+        kind, value = key
+        if kind == "colour":
+            return f"colour {colour_hex(value)} is not in the colour map"
+        if value < 0:
+            return f"label {value} is negative"
+        if self.num_classes is None:
+            return f"label {value} is too large to be a class id"
+        return (
+            f"label {value} is outside 0..{self.num_classes - 1} (--num-classes {self.num_classes})"
+        )
+
+    def advice(self, key: Key) -> str:
+        kind, value = key
+        if kind == "colour":
+            return "add it to the colour map, or pass --unknown-colors ignore"
+        if self.num_classes is None and value >= 0:
+            return f"pass --num-classes, --ignore-index {value} or --map {value}:DST"
+        return f"pass --ignore-index {value} if it marks pixels to leave out, or --map {value}:DST"
+
+
+def _sorted_pairs(pairs) -> tuple[tuple[int, int], ...]:
+    return tuple(sorted((int(src), int(dst)) for src, dst in pairs))
+
+
+def _pair_arrays(pairs: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    src, dst = zip(*pairs, strict=True) if pairs else ((), ())
+    return np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)
+
+
+def _lookup(src: np.ndarray, dst: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``values`` with each one found in ``src`` replaced by its ``dst``, and which were."""
+    if not len(src):
+        return values, np.zeros(len(values), bool)
+    at = np.searchsorted(src, values).clip(max=len(src) - 1)
+    found = src[at] == values
+    return np.where(found, dst[at], values), found
+
+
+class Classified(NamedTuple):
+    """One mask after `LabelSpec.classify`."""
+
+    labels: np.ndarray  # class ids, possibly repeated after a remap
+    counts: np.ndarray  # their pixel counts
+    ignored: int  # pixels dropped on purpose
+    unexpected: list[tuple[Key, int]]  # values that may not occur, with their pixel counts
+
+
+@dataclass
+class Unexpected:
+    """The pixels of a value that may not occur: how many, in how many files, and some files."""
+
+    pixels: int = 0
+    files: int = 0
+    examples: list[tuple[str, int]] = field(default_factory=list)  # (path, pixels), by path
+
+    def __add__(self, other: Unexpected) -> Unexpected:
+        # Keep the first files by path, so the examples do not depend on the worker count.
+        examples = sorted(self.examples + other.examples)[:MAX_EXAMPLES]
+        return Unexpected(self.pixels + other.pixels, self.files + other.files, examples)
 
 
 @dataclass
@@ -103,6 +186,7 @@ class ClassCounts:
     image_pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     files: int = 0
     ignored: int = 0
+    unexpected: dict[Key, Unexpected] = field(default_factory=dict)
 
     @classmethod
     def zeros(cls, num_classes: int = 0) -> ClassCounts:
@@ -131,44 +215,45 @@ class ClassCounts:
         if pad == 0:
             return self
         grown = [np.concatenate([a, np.zeros(pad, np.int64)]) for a in self._arrays()]
-        return ClassCounts(*grown, files=self.files, ignored=self.ignored)
+        return ClassCounts(*grown, self.files, self.ignored, dict(self.unexpected))
 
-    def add_mask(
-        self,
-        values: np.ndarray,
-        counts: np.ndarray,
-        spec: LabelSpec,
-        path: object,
-    ) -> None:
-        """Add one mask, given as its raw-value histogram, to these counts (in place).
-
-        ``values`` are the distinct raw values of the mask and ``counts`` their pixel counts
-        (all positive); the mask's size, ignored pixels included, is ``counts.sum()``.
-        """
-        labels, kept, ignored = spec.classify(values, counts, path)
+    def add_mask(self, histogram: Histogram, spec: LabelSpec, path: str) -> None:
+        """Add one mask, given as its raw-value histogram, to these counts (in place)."""
+        labels, kept, ignored, unexpected = spec.classify(histogram, path)
         if labels.size and labels.max() >= self.num_classes:
             grown = self.resized(int(labels.max()) + 1)
             self.pixels, self.images, self.image_pixels = grown._arrays()
         np.add.at(self.pixels, labels, kept)  # add.at: after a remap, labels may repeat
         occurring = np.unique(labels)
         self.images[occurring] += 1
-        self.image_pixels[occurring] += int(counts.sum())
+        self.image_pixels[occurring] += histogram.size
         self.files += 1
         self.ignored += ignored
+        for key, pixels in unexpected:
+            self.unexpected[key] = self.unexpected.get(key, Unexpected()) + Unexpected(
+                pixels, 1, [(path, pixels)]
+            )
 
     def __add__(self, other: ClassCounts) -> ClassCounts:
         size = max(self.num_classes, other.num_classes)
         a, b = self.resized(size), other.resized(size)
+        unexpected = dict(a.unexpected)
+        for key, tally in b.unexpected.items():
+            unexpected[key] = unexpected[key] + tally if key in unexpected else tally
         return ClassCounts(
             *(x + y for x, y in zip(a._arrays(), b._arrays(), strict=True)),
             files=a.files + b.files,
             ignored=a.ignored + b.ignored,
+            unexpected=dict(sorted(unexpected.items())),
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassCounts):
             return NotImplemented
-        return (self.files, self.ignored) == (other.files, other.ignored) and all(
+        return (
+            (self.files, self.ignored, self.unexpected)
+            == (other.files, other.ignored, other.unexpected)
+        ) and all(
             np.array_equal(x, y) for x, y in zip(self._arrays(), other._arrays(), strict=True)
         )
 
@@ -176,8 +261,19 @@ class ClassCounts:
         return self.pixels, self.images, self.image_pixels
 
 
-#: Values datasets use for "no class": VOC and Cityscapes trainIds use 255, 16-bit sets 65535.
-VOID_VALUES = (255, 65535)
+def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> str | None:
+    """Return one line on the values that may not occur, naming example files; None if none."""
+    if not counts.unexpected:
+        return None
+    parts = []
+    for key, tally in list(counts.unexpected.items())[:most]:
+        path, _ = tally.examples[0]
+        parts.append(
+            f"{path}: {spec.describe(key)} ({tally.pixels:,} pixels in {tally.files:,} files); "
+            f"{spec.advice(key)}"
+        )
+    more = len(counts.unexpected) - most
+    return " | ".join(parts) + (f" | and {more} more values" if more > 0 else "")
 
 
 def sparse_label_hint(counts: ClassCounts, spec: LabelSpec) -> str | None:

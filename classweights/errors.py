@@ -13,8 +13,8 @@ class InputError(ClassWeightsError):
     """Something about the input as a whole is wrong: no masks found, no pixels counted."""
 
 
-class MaskError(ClassWeightsError):
-    """A mask cannot be read, or holds a value it may not hold.
+class FileError(ClassWeightsError):
+    """A file the user named cannot be read or says something it may not.
 
     ``path`` and ``message`` are kept apart (and passed to ``Exception``) so the error
     survives the trip back from a worker process.
@@ -29,8 +29,16 @@ class MaskError(ClassWeightsError):
         return f"{self.path}: {self.message}"
 
 
-class ReportError(MaskError):
+class MaskError(FileError):
+    """A mask cannot be read, or holds a value it may not hold."""
+
+
+class ReportError(FileError):
     """A report cannot be read, or reports do not agree with each other."""
+
+
+class LabelFileError(FileError):
+    """A colour map, value map or class-name file cannot be read or makes no sense."""
 
 
 class WeightError(ClassWeightsError):

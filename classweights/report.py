@@ -22,6 +22,8 @@ import yaml
 from . import __version__
 from .counting import ClassCounts, LabelSpec
 from .errors import ReportError
+from .labelmaps import parse_color
+from .masks import colour_hex
 from .scan import ScanResult, Source
 from .weights import Weights, frequency
 
@@ -49,6 +51,8 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "num_classes": counts.num_classes,
         "ignore_index": list(result.spec.ignore_index),
         "map": [list(pair) for pair in result.spec.mapping],
+        "reduce_zero_label": result.spec.reduce_zero_label,
+        "colors": [[colour_hex(colour), class_id] for colour, class_id in result.spec.colors],
         "weights": [rounded(w) for w in weights.weights],
         "pos_weight": (
             [rounded(w) for w in pos_weight]
@@ -180,6 +184,8 @@ def _from_document(doc: dict) -> ScanResult:
         num_classes=num_classes,
         ignore_index=tuple(int(v) for v in doc["ignore_index"]),
         mapping=tuple((int(s), int(d)) for s, d in doc["map"]),
+        reduce_zero_label=bool(doc["reduce_zero_label"]),
+        colors=tuple((parse_color(c), int(i)) for c, i in doc["colors"]),
     )
     source = doc["source"]
     names = [c.get("name") for c in classes]
@@ -205,6 +211,8 @@ def merge(results: Sequence[tuple[str, ScanResult]]) -> ScanResult:
             ("num_classes", first.spec.num_classes, result.spec.num_classes),
             ("ignore_index", list(first.spec.ignore_index), list(result.spec.ignore_index)),
             ("map", list(first.spec.mapping), list(result.spec.mapping)),
+            ("reduce_zero_label", first.spec.reduce_zero_label, result.spec.reduce_zero_label),
+            ("colors", list(first.spec.colors), list(result.spec.colors)),
             ("class names", first.names, result.names),
         ):
             if mine != theirs:

@@ -9,11 +9,11 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .counting import ClassCounts, LabelSpec
-from .errors import MaskError
-from .masks import MaskFile, find_masks, read_histogram
+from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
+from .errors import InputError, MaskError
+from .masks import LOSSY_SUFFIXES, MaskFile, find_masks, pair_regions, read_histogram
 
 #: ``progress(done, total)``: files counted so far, out of how many.
 Progress = Callable[[int, int], None]
@@ -67,12 +67,16 @@ def _sha256(lines: Iterable[str]) -> str:
 
 @dataclass
 class ScanResult:
-    """Everything a weight method or a report needs: the counts and how they were made."""
+    """Everything a weight method or a report needs: the counts and how they were made.
+
+    ``warnings`` are for people (the CLI shows them); they are not part of a report.
+    """
 
     counts: ClassCounts
     spec: LabelSpec
     source: Source
     names: tuple[str | None, ...] | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def scan(
@@ -80,53 +84,84 @@ def scan(
     spec: LabelSpec | None = None,
     *,
     pattern: str | None = None,
+    regions: str | os.PathLike | None = None,
+    npz_key: str | None = None,
+    names: Sequence[str | None] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ScanResult:
-    """Return the class counts of every mask under ``paths`` (see `masks.find_masks`)."""
+    """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
+
+    With ``regions``, a folder of region masks, only the pixels inside each mask's region
+    count (`masks.pair_regions`). Raises `InputError` naming example files when a value that
+    may not occur does (a label out of range, a colour missing from the colour map).
+    """
     paths = list(paths)
     spec = spec or LabelSpec()
+    if names is not None:
+        if spec.num_classes is None:
+            spec = replace(spec, num_classes=len(names))  # the names say how many classes
+        elif spec.num_classes != len(names):
+            raise ValueError(f"{len(names)} class names for {spec.num_classes} classes")
     masks = find_masks(paths, pattern)
+    if regions is not None:
+        masks = pair_regions(masks, regions)
     source = Source.of(paths, masks)
-    counts = count_masks([m.path for m in masks], spec, workers=workers, progress=progress)
-    return ScanResult(counts, spec, source)
+    counts = count_masks(masks, spec, npz_key=npz_key, workers=workers, progress=progress)
+    problem = unexpected_summary(counts, spec)
+    if problem:
+        raise InputError(problem)
+    warnings = [sparse_label_hint(counts, spec)]
+    lossy = sum(m.path.lower().endswith(LOSSY_SUFFIXES) for m in masks)
+    if lossy:
+        warnings.append(
+            f"{lossy} of {len(masks)} masks are JPEG: lossy compression changes class ids "
+            "along every edge; store masks as PNG"
+        )
+    return ScanResult(
+        counts,
+        spec,
+        source,
+        names=tuple(names) if names is not None else None,
+        warnings=tuple(w for w in warnings if w),
+    )
 
 
 def count_masks(
-    paths: Sequence[str],
+    masks: Sequence[MaskFile],
     spec: LabelSpec,
     *,
+    npz_key: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ClassCounts:
-    """Return the counts of the masks at ``paths``, summed over ``workers`` processes.
+    """Return the counts of ``masks``, summed over ``workers`` processes.
 
     Counts are integer sums, so the result is the same whatever the worker count or order.
     """
     workers = workers or available_cores()
-    if len(paths) < POOL_MIN_FILES:
+    if len(masks) < POOL_MIN_FILES:
         workers = 1
-    chunk = min(MAX_CHUNK, max(1, -(-len(paths) // (8 * workers))))
-    tasks = [(paths[i : i + chunk], spec) for i in range(0, len(paths), chunk)]
+    chunk = min(MAX_CHUNK, max(1, -(-len(masks) // (8 * workers))))
+    tasks = [(masks[i : i + chunk], spec, npz_key) for i in range(0, len(masks), chunk)]
     counts = ClassCounts.zeros(spec.num_classes or 0)
     done = 0
     if progress:
-        progress(0, len(paths))
+        progress(0, len(masks))
     with _mapper(min(workers, len(tasks))) as mapped:
         for part in mapped(_count_chunk, tasks):
             counts += part
             done += part.files
             if progress:
-                progress(done, len(paths))
+                progress(done, len(masks))
     return counts
 
 
-def _count_chunk(task: tuple[Sequence[str], LabelSpec]) -> ClassCounts:
-    paths, spec = task
+def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, str | None]) -> ClassCounts:
+    masks, spec, npz_key = task
     counts = ClassCounts.zeros(spec.num_classes or 0)
-    for path in paths:
-        values, pixels = read_histogram(path)
-        counts.add_mask(values, pixels, spec, path)
+    for mask in masks:
+        counts.add_mask(read_histogram(mask, npz_key), spec, mask.path)
     return counts
 
 

@@ -23,7 +23,8 @@ def test_scan_prints_one_json_document_and_a_table_on_stderr(tiny):
     doc = json.loads(result.stdout)
     assert list(doc) == [
         "classweights", "method", "normalize", "missing", "params", "clip", "num_classes",
-        "ignore_index", "map", "weights", "pos_weight", "classes", "totals", "absent", "source",
+        "ignore_index", "map", "reduce_zero_label", "colors", "weights", "pos_weight", "classes",
+        "totals", "absent", "source",
     ]  # fmt: skip
     assert doc["classweights"] == __version__
     assert (doc["method"], doc["normalize"], doc["missing"]) == ("median", "none", "zero")
@@ -153,7 +154,7 @@ def test_label_out_of_range_is_exit_3_naming_file_and_value(tiny, tmp_path):
 
 def test_colour_mask_is_exit_3_naming_the_file(tmp_path):
     Image.new("RGB", (3, 3)).save(tmp_path / "rgb.png")
-    assert_one_line_error(run("scan", tmp_path), 3, "rgb.png", "mode RGB")
+    assert_one_line_error(run("scan", tmp_path), 3, "rgb.png", "colour (RGB) mask", "--colors FILE")
 
 
 def test_missing_error_is_exit_3(tiny):

@@ -6,18 +6,19 @@ import numpy as np
 import pytest
 
 from classweights import ClassCounts, LabelSpec, MaskError
-from classweights.counting import sparse_label_hint
+from classweights.counting import Unexpected, sparse_label_hint, unexpected_summary
+from classweights.masks import Histogram
 
 
-def histogram(values, counts):
-    return np.array(values, np.int64), np.array(counts, np.int64)
+def histogram(values, counts, colour=False):
+    return Histogram(np.array(values, np.int64), np.array(counts, np.int64), colour)
 
 
 def counts_of(masks, spec=None):
     spec = spec or LabelSpec()
     total = ClassCounts.zeros(spec.num_classes or 0)
     for values, counts in masks:
-        total.add_mask(*histogram(values, counts), spec, "m.png")
+        total.add_mask(histogram(values, counts), spec, "m.png")
     return total
 
 
@@ -42,24 +43,76 @@ def test_map_runs_before_ignore_and_may_merge_values():
     assert counts.ignored == 2
 
 
-def test_fixed_num_classes_keeps_absent_classes_and_rejects_larger_labels():
+def test_fixed_num_classes_keeps_absent_classes_and_tallies_larger_labels():
     spec = LabelSpec(num_classes=4, ignore_index=(255,))
     counts = counts_of([([0, 2, 255], [3, 1, 1])], spec)
     assert counts.pixels.tolist() == [3, 0, 1, 0]
-    with pytest.raises(MaskError) as error:
-        counts_of([([0, 4], [3, 1])], spec)
-    assert str(error.value).startswith("m.png: label 4 is outside 0..3 (--num-classes 4)")
-    assert "--ignore-index 4" in str(error.value)
+    assert counts.unexpected == {}
+    counts = counts_of([([0, 4], [3, 1]), ([4, 9], [2, 2])], spec)
+    assert counts.pixels.tolist() == [3, 0, 0, 0]
+    assert counts.unexpected[("label", 4)] == Unexpected(3, 2, [("m.png", 1), ("m.png", 2)])
+    assert counts.unexpected[("label", 9)].pixels == 2
+    summary = unexpected_summary(counts, spec)
+    assert summary.startswith(
+        "m.png: label 4 is outside 0..3 (--num-classes 4) (3 pixels in 2 files)"
+    )
+    assert "pass --ignore-index 4" in summary and "label 9" in summary
 
 
-def test_negative_and_huge_labels_are_errors_naming_the_value():
-    with pytest.raises(MaskError, match="label -1 is negative"):
-        counts_of([([-1, 0], [1, 1])])
-    with pytest.raises(MaskError, match="label 70000 is too large"):
-        counts_of([([0, 70000], [1, 1])])
-    # ...unless they are mapped or ignored.
+def test_negative_and_huge_labels_are_unexpected_unless_mapped_or_ignored():
+    counts = counts_of([([-1, 0, 70000], [1, 1, 1])])
+    assert list(counts.unexpected) == [("label", -1), ("label", 70000)]
+    summary = unexpected_summary(counts, LabelSpec())
+    assert "label -1 is negative" in summary and "label 70000 is too large" in summary
     spec = LabelSpec(ignore_index=(-1,), mapping=((70000, 2),))
-    assert counts_of([([-1, 0, 70000], [1, 1, 1])], spec).pixels.tolist() == [1, 0, 1]
+    counts = counts_of([([-1, 0, 70000], [1, 1, 1])], spec)
+    assert counts.pixels.tolist() == [1, 0, 1] and counts.unexpected == {}
+
+
+def test_examples_are_the_first_files_by_path_whatever_the_order():
+    spec = LabelSpec(num_classes=1)
+    parts = []
+    for i in (7, 3, 9, 1, 5, 8, 2):
+        part = ClassCounts.zeros(1)
+        part.add_mask(histogram([0, 1], [1, 1]), spec, f"{i}.png")
+        parts.append(part)
+    forward = sum(parts[1:], parts[0])
+    backward = sum(parts[-2::-1], parts[-1])
+    assert forward == backward
+    assert [p for p, _ in forward.unexpected[("label", 1)].examples] == [
+        "1.png", "2.png", "3.png", "5.png", "7.png"
+    ]  # fmt: skip
+
+
+def test_reduce_zero_label_as_mmsegmentation():
+    spec = LabelSpec(num_classes=150, ignore_index=(255,), reduce_zero_label=True)
+    counts = counts_of([([0, 1, 150, 255], [4, 3, 2, 1])], spec)
+    assert counts.ignored == 5  # raw 0 and raw 255
+    assert counts.pixels[0] == 3 and counts.pixels[149] == 2
+    assert counts.pixels.sum() == 5
+
+
+def test_colours_become_ids_and_unknown_colours_are_tallied_or_ignored():
+    colours = ((0x804080, 0), (0xF423E8, 1), (0x000000, 255))
+    masks = [([0x000000, 0x804080, 0xF423E8, 0x123456], [1, 5, 2, 3])]
+    spec = LabelSpec(ignore_index=(255,), colors=colours)
+    counts = ClassCounts.zeros()
+    for values, pixels in masks:
+        counts.add_mask(histogram(values, pixels, colour=True), spec, "c.png")
+    assert counts.pixels.tolist() == [5, 2] and counts.ignored == 1
+    assert counts.unexpected == {("colour", 0x123456): Unexpected(3, 1, [("c.png", 3)])}
+    assert unexpected_summary(counts, spec).startswith(
+        "c.png: colour #123456 is not in the colour map (3 pixels in 1 files); add it"
+    )
+    lenient = LabelSpec(ignore_index=(255,), colors=colours, unknown_colors="ignore")
+    counts = ClassCounts.zeros()
+    counts.add_mask(histogram(*masks[0], colour=True), lenient, "c.png")
+    assert counts.pixels.tolist() == [5, 2] and counts.ignored == 4 and not counts.unexpected
+
+
+def test_colour_mask_without_colour_map_is_an_error():
+    with pytest.raises(MaskError, match=r"c.png: is a colour \(RGB\) mask; .* --colors FILE"):
+        ClassCounts.zeros().add_mask(histogram([0], [1], colour=True), LabelSpec(), "c.png")
 
 
 def test_sums_add_up_and_pad_to_the_larger_class_count():

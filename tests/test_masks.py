@@ -19,8 +19,7 @@ def mode_of(path) -> str:
 
 
 def as_dict(histogram):
-    values, counts = histogram
-    return dict(zip(values.tolist(), counts.tolist(), strict=True))
+    return dict(zip(histogram.values.tolist(), histogram.counts.tolist(), strict=True))
 
 
 IDS = np.array([[0, 0, 3, 3, 3], [0, 7, 7, 255, 255]])
@@ -89,12 +88,21 @@ def test_npy_floats_only_when_integral(tmp_path):
         read_histogram(tmp_path / "bad.npy")
 
 
-def test_colour_masks_are_refused_with_advice(tmp_path):
-    Image.new("RGB", (2, 2), (128, 0, 0)).save(tmp_path / "rgb.png")
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_colour_masks_count_packed_colours(tmp_path, mode):
+    image = Image.new(mode, (3, 2), (128, 64, 0, 255)[: len(mode)])
+    image.putpixel((0, 0), (0, 0, 255, 0)[: len(mode)])  # alpha is not part of the colour
+    image.save(tmp_path / "c.png")
+    histogram = read_histogram(tmp_path / "c.png")
+    assert histogram.colour
+    assert as_dict(histogram) == {0x0000FF: 1, 0x804000: 5}
+
+
+def test_other_modes_are_refused(tmp_path):
+    Image.new("LA", (2, 2)).save(tmp_path / "la.png")
     with pytest.raises(MaskError) as error:
-        read_histogram(tmp_path / "rgb.png")
-    assert str(error.value).startswith(f"{tmp_path / 'rgb.png'}: mode RGB image is not an index")
-    assert "convert colour-coded masks" in str(error.value)
+        read_histogram(tmp_path / "la.png")
+    assert str(error.value).startswith(f"{tmp_path / 'la.png'}: mode LA image is not a mask")
 
 
 def test_unreadable_files_name_the_file(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, save_mask
 
 README = (REPO / "README.md").read_text()
 CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.S)
@@ -45,11 +45,24 @@ def test_quick_start_is_two_commands_and_ci_runs_them_verbatim():
         assert command in ci
 
 
+#: Stand-ins for the datasets the README's examples name, laid out like the real ones.
+STAND_INS = {
+    "cityscapes/gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png": [[7, 8], [26, 0]],
+    "cityscapes/gtFine/train/aachen/aachen_000000_000019_gtFine_color.png": [[1, 2], [3, 4]],
+    "VOCdevkit/VOC2012/SegmentationClass/2007_000032.png": [[0, 1], [15, 255]],
+    "ADEChallengeData2016/annotations/training/ADE_train_00000001.png": [[0, 1], [13, 150]],
+    "CamVid/trainannot/0001TP_006690.png": [[0, 3], [10, 11]],
+    "membranes/0.png": [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [255, 255, 255, 255]],
+}
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A scratch directory with a copy of sample_masks/, where the examples run in order."""
+    """A scratch directory with sample_masks/ and the stand-ins; the examples run there in order."""
     work = tmp_path_factory.mktemp("readme")
     shutil.copytree(REPO / "sample_masks", work / "sample_masks")
+    for name, ids in STAND_INS.items():
+        save_mask(work / name, ids, "P")
     return work
 
 

@@ -1,0 +1,166 @@
+"""Reading the files that say what raw values mean: colour maps, value maps and class names.
+
+Each takes JSON, YAML or CSV (class names: a text file, one per line, or a JSON or YAML
+list) and raises `LabelFileError` naming the file and the entry that makes no sense.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import LabelFileError
+
+
+@dataclass(frozen=True)
+class ColorMap:
+    """Colours (packed 0xRRGGBB) and the class id of each; the names the file gives, by id."""
+
+    colors: tuple[tuple[int, int], ...]
+    names: dict[int, str]
+
+
+def parse_color(value: object) -> int:
+    """Return a colour given as ``#rrggbb``, ``"r,g,b"``, ``"r g b"`` or ``[r, g, b]``, packed."""
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+            return int(text[1:], 16)
+        value = re.split(r"[\s,;]+", text.strip("()[]"))
+    channels = [int(c) for c in value]  # type: ignore[union-attr]
+    if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
+        raise ValueError(f"{value!r} is not a colour (#rrggbb or three values 0-255)")
+    red, green, blue = channels
+    return (red << 16) | (green << 8) | blue
+
+
+def load_colors(path: str | os.PathLike) -> ColorMap:
+    """Return the colour map in ``path``: rows or objects with ``id``, ``color`` and an optional
+    ``name`` (CSV may give the colour as ``r``, ``g``, ``b`` columns instead)."""
+    colors: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for where, row in _records(path):
+        try:
+            class_id = int(row["id"])
+            colour = row.get("color", row.get("colour"))
+            if colour is None:
+                colour = [row["r"], row["g"], row["b"]]
+            packed = parse_color(colour)
+        except (KeyError, TypeError, ValueError) as error:
+            raise LabelFileError(path, f"{where}: {_why(error, 'id and color')}") from None
+        if colors.setdefault(packed, class_id) != class_id:
+            raise LabelFileError(path, f"{where}: colour {colour} is listed twice")
+        name = str(row.get("name") or "")
+        if name and names.setdefault(class_id, name) != name:
+            raise LabelFileError(path, f"{where}: class {class_id} has two names")
+    if not colors:
+        raise LabelFileError(path, "lists no colours")
+    return ColorMap(tuple(sorted(colors.items())), names)
+
+
+def load_map(path: str | os.PathLike) -> tuple[tuple[int, int], ...]:
+    """Return the ``(src, dst)`` pairs in ``path``: a JSON or YAML mapping or list of pairs, or
+    a CSV of two columns (a header row is skipped)."""
+    pairs: dict[int, int] = {}
+    for where, (src, dst) in _pairs(path):
+        try:
+            source, destination = int(src), int(dst)
+        except (TypeError, ValueError):
+            raise LabelFileError(
+                path, f"{where}: {src!r}: {dst!r} is not a pair of integers"
+            ) from None
+        if pairs.setdefault(source, destination) != destination:
+            raise LabelFileError(path, f"{where}: value {source} is mapped twice")
+    return tuple(sorted(pairs.items()))
+
+
+def load_names(path: str | os.PathLike) -> tuple[str, ...]:
+    """Return the class names in ``path``, id 0 first: a text file, one name a line, or a JSON
+    or YAML list."""
+    if _suffix(path) in (".json", ".yaml", ".yml"):
+        names = _structured(path)
+        if not isinstance(names, list) or not all(isinstance(n, str | int) for n in names):
+            raise LabelFileError(path, "is not a list of class names")
+        names = [str(n) for n in names]
+    else:
+        names = _read_text(path).rstrip("\n").split("\n")
+        names = [n.strip() for n in names]
+        if "" in names:
+            raise LabelFileError(path, f"line {names.index('') + 1} is empty")
+    if not names or names == [""]:
+        raise LabelFileError(path, "names no classes")
+    return tuple(names)
+
+
+def _suffix(path: str | os.PathLike) -> str:
+    return Path(path).suffix.lower()
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabelFileError(
+            path, f"cannot read: {getattr(error, 'strerror', None) or error}"
+        ) from None
+
+
+def _structured(path: str | os.PathLike) -> object:
+    text = _read_text(path)
+    try:
+        # JSON first: YAML 1.1 reads JSON's 1e-05 as a string.
+        return json.loads(text) if _suffix(path) == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise LabelFileError(path, f"is not valid: {str(error).splitlines()[0]}") from None
+
+
+def _csv_rows(path: str | os.PathLike) -> list[list[str]]:
+    rows = csv.reader(_read_text(path).splitlines())
+    return [[cell.strip() for cell in row] for row in rows if any(cell.strip() for cell in row)]
+
+
+def _records(path: str | os.PathLike) -> Iterable[tuple[str, dict]]:
+    """Yield ``(where, record)`` for each entry of a CSV with a header, or a JSON/YAML list."""
+    if _suffix(path) == ".csv":
+        header, *rows = _csv_rows(path) or [[]]
+        header = [h.lower() for h in header]
+        for number, row in enumerate(rows, start=2):
+            yield f"line {number}", dict(zip(header, row, strict=False))
+        return
+    entries = _structured(path)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise LabelFileError(path, "is not a list of entries with id and color")
+    for number, entry in enumerate(entries):
+        yield f"entry {number}", {str(k).lower(): v for k, v in entry.items()}
+
+
+def _pairs(path: str | os.PathLike) -> Iterable[tuple[str, tuple[object, object]]]:
+    if _suffix(path) == ".csv":
+        rows = _csv_rows(path)
+        if rows and not rows[0][0].lstrip("-").isdigit():
+            rows = rows[1:]  # a header
+        for number, row in enumerate(rows, start=1):
+            if len(row) != 2:
+                raise LabelFileError(path, f"row {number} has {len(row)} columns, not 2")
+            yield f"row {number}", (row[0], row[1])
+        return
+    data = _structured(path)
+    if isinstance(data, dict):
+        yield from ((f"key {k}", (k, v)) for k, v in data.items())
+    elif isinstance(data, list) and all(isinstance(p, list) and len(p) == 2 for p in data):
+        yield from ((f"entry {i}", (p[0], p[1])) for i, p in enumerate(data))
+    else:
+        raise LabelFileError(path, "is not a mapping of values or a list of [src, dst] pairs")
+
+
+def _why(error: Exception, needed: str) -> str:
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r} (each entry needs {needed})"
+    return str(error)
