@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
 from .counting import LabelSpec
-from .display import Display, id_ranges
 from .errors import ClassWeightsError
 from .labelmaps import ColorMap, load_colors, load_map, load_names
 from .presets import PRESETS, Preset
 from .report import DIGITS, FORMATS, document, load, merge, write_atomic
 from .scan import ScanResult, scan
 from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
+
+if TYPE_CHECKING:
+    from .display import Display
 
 
 class _Failure(click.ClickException):
@@ -41,6 +45,40 @@ class _Group(click.Group):
             raise _Failure(error) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
+
+
+class _Silent:
+    """The stderr side of a ``-q`` run: nothing at all."""
+
+    def warn(self, message: str) -> None:
+        pass
+
+    @contextmanager
+    def progress(self) -> Iterator[None]:
+        yield None
+
+    def summary(self, doc: dict) -> None:
+        pass
+
+
+def _display(quiet: bool):
+    """Return what shows progress, the table and warnings on stderr (`display.Display`)."""
+    if quiet:
+        return _Silent()
+    from .display import Display  # here: rich takes tens of ms to import, which -q runs skip
+
+    return Display()
+
+
+def id_ranges(ids: list[int]) -> str:
+    """Return class ids as short ranges: [1, 3, 4, 5, 9] gives "1, 3-5, 9"."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _parse_map(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
@@ -277,7 +315,7 @@ def scan_command(paths, workers, **options) -> None:
         classweights scan masks/ --ignore-index 255 --method median
     """
     reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
-    display = Display(options["quiet"])
+    display = _display(options["quiet"])
     with display.progress() as progress:
         result = scan(
             paths,
@@ -329,7 +367,7 @@ def weights_command(report, **options) -> None:
 
         classweights weights weights.json --method enet --normalize pixels
     """
-    _emit(load(report), Display(options["quiet"]), **options)
+    _emit(load(report), _display(options["quiet"]), **options)
 
 
 @cli.command("merge")
@@ -346,12 +384,12 @@ def merge_command(reports, **options) -> None:
         classweights merge part1.json part2.json -o weights.json
     """
     merged = merge([(path, load(path)) for path in reports])
-    _emit(merged, Display(options["quiet"]), **options)
+    _emit(merged, _display(options["quiet"]), **options)
 
 
 def _emit(
     result: ScanResult,
-    display: Display,
+    display: Display | _Silent,
     *,
     method: str,
     normalize: str,

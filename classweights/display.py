@@ -29,39 +29,26 @@ from .scan import Progress as ProgressCallback
 TABLE_ALL_CLASSES = 64
 
 
-def id_ranges(ids: list[int]) -> str:
-    """Return class ids as short ranges: [1, 3, 4, 5, 9] gives "1, 3-5, 9"."""
-    runs: list[list[int]] = []
-    for i in ids:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         return Text(f"{task.speed:,.0f} files/s" if task.speed else "", style="progress.data.speed")
 
 
 class Display:
-    """The stderr side of one command; ``quiet`` silences everything but errors."""
+    """The stderr side of one command (a ``-q`` run has none: see `cli`)."""
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
+    def __init__(self) -> None:
         self.console = Console(stderr=True)
 
     def warn(self, message: str) -> None:
-        if not self.quiet:
-            self.console.print(
-                f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
-            )
+        self.console.print(
+            f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+        )
 
     @contextmanager
     def progress(self) -> Iterator[ProgressCallback | None]:
         """Yield a progress callback that draws a bar, or None when stderr is not a terminal."""
-        if self.quiet or not self.console.is_terminal:
+        if not self.console.is_terminal:
             yield None
             return
         # No auto-refresh: no drawing thread runs while the scan forks its workers.
@@ -86,8 +73,6 @@ class Display:
 
     def summary(self, doc: dict) -> None:
         """Print the per-class table of a report document."""
-        if self.quiet:
-            return
         classes = doc["classes"]
         shown = (
             classes if len(classes) <= TABLE_ALL_CLASSES else [c for c in classes if c["pixels"]]

@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .errors import LabelFileError
 
 
@@ -99,6 +97,21 @@ def load_names(path: str | os.PathLike) -> tuple[str, ...]:
     return tuple(names)
 
 
+def parse_data(text: str, *, as_json: bool) -> object:
+    """Return JSON or YAML text parsed; raises ValueError whose first line says why.
+
+    Callers read JSON as JSON: YAML 1.1 would read JSON's ``1e-05`` as a string.
+    """
+    if as_json:
+        return json.loads(text)
+    import yaml  # here, not at the top: most runs never read YAML, and it is slow to import
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(str(error)) from None
+
+
 def _suffix(path: str | os.PathLike) -> str:
     return Path(path).suffix.lower()
 
@@ -113,11 +126,9 @@ def _read_text(path: str | os.PathLike) -> str:
 
 
 def _structured(path: str | os.PathLike) -> object:
-    text = _read_text(path)
     try:
-        # JSON first: YAML 1.1 reads JSON's 1e-05 as a string.
-        return json.loads(text) if _suffix(path) == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
+        return parse_data(_read_text(path), as_json=_suffix(path) == ".json")
+    except ValueError as error:
         raise LabelFileError(path, f"is not valid: {str(error).splitlines()[0]}") from None
 
 

@@ -9,6 +9,7 @@ colour mask, the colour packed as ``0xRRGGBB``.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import struct
 import zlib
@@ -18,8 +19,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageSequence
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from . import png
 from .errors import InputError, MaskError
 
 #: Extensions a directory is searched for when no ``--glob`` is given.
@@ -202,6 +204,8 @@ def read_histogram(mask: MaskFile | str | os.PathLike, npz_key: str | None = Non
 
 
 def _reason(error: BaseException) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image format Pillow knows"  # its own message names a BytesIO
     text = str(error) or type(error).__name__
     return text.splitlines()[0]
 
@@ -214,7 +218,12 @@ def _whole_histogram(path: str, npz_key: str | None) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
         return _array_histogram(reader(path, npz_key), path)
-    with Image.open(path) as image:
+    with open(path, "rb") as file:
+        data = file.read()
+    counts = png.histogram(data)
+    if counts is not None:
+        return _dense(counts)
+    with Image.open(io.BytesIO(data)) as image:
         # Every frame of a multi-page TIFF or GIF is a slice of one label volume.
         frames = [_frame_histogram(frame, path) for frame in ImageSequence.Iterator(image)]
     return frames[0] if len(frames) == 1 else _sum_histograms(frames)

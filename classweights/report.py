@@ -17,12 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from . import __version__
 from .counting import ClassCounts, LabelSpec
 from .errors import ReportError
-from .labelmaps import parse_color
+from .labelmaps import parse_color, parse_data
 from .masks import colour_hex
 from .scan import ScanResult, Source
 from .weights import Weights, frequency
@@ -86,6 +85,8 @@ def _json(doc: dict) -> str:
 
 
 def _yaml(doc: dict) -> str:
+    import yaml  # here, not at the top: it is slow to import and most runs write JSON
+
     # default_flow_style=None writes lists of scalars inline: weights: [0.5, 1.0, 2.0]
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, allow_unicode=True)
 
@@ -143,9 +144,8 @@ def load(path: str | os.PathLike) -> ScanResult:
             path, f"cannot read report: {getattr(error, 'strerror', None) or error}"
         ) from None
     try:
-        # JSON first: YAML 1.1 reads JSON's 1e-05 as a string.
-        doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
+        doc = parse_data(text, as_json=text.lstrip().startswith("{"))
+    except ValueError as error:
         raise ReportError(
             path, f"not a JSON or YAML report: {str(error).splitlines()[0]}"
         ) from None

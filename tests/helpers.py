@@ -62,3 +62,38 @@ def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def encode_png(
+    ids, *, filter_type: int = 0, level: int = 6, chunks: int = 1, palette: bool = True
+) -> bytes:
+    """Return a hand-written 8-bit PNG of ``ids``: every row with ``filter_type`` (PNG spec,
+    section 9.2), the stream compressed at zlib ``level`` and split into ``chunks`` IDATs."""
+    import struct
+    import zlib
+
+    x = np.asarray(ids, np.int64)
+    height, width = x.shape
+    a = np.pad(x, ((0, 0), (1, 0)))[:, :-1]  # the byte to the left
+    b = np.pad(x, ((1, 0), (0, 0)))[:-1]  # the byte above
+    c = np.pad(x, ((1, 0), (1, 0)))[:-1, :-1]  # above and to the left
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    predictor = {0: 0, 1: a, 2: b, 3: (a + b) // 2, 4: paeth}[filter_type]
+    filtered = ((x - predictor) % 256).astype(np.uint8)
+    raw = np.hstack([np.full((height, 1), filter_type, np.uint8), filtered]).tobytes()
+    stream = zlib.compress(raw, level)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 3 if palette else 0, 0, 0, 0)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    if palette:
+        out += chunk(b"PLTE", bytes(range(256)) * 3)
+    step = -(-len(stream) // chunks)
+    for i in range(0, len(stream), step):
+        out += chunk(b"IDAT", stream[i : i + step])
+    return out + chunk(b"IEND", b"")

@@ -1,0 +1,96 @@
+"""The whole-stream PNG path counts exactly what Pillow decodes, or steps aside."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from classweights import png, read_histogram
+from classweights.errors import MaskError
+from helpers import REPO, encode_png, save_mask
+
+IDS = np.array([[0, 0, 3, 3, 3, 9], [0, 7, 7, 255, 255, 9], [1, 1, 1, 1, 2, 2]])
+
+
+def pillow_counts(data: bytes) -> list[int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.histogram()
+
+
+def test_every_sample_mask_counts_as_pillow_does():
+    paths = sorted((REPO / "sample_masks").rglob("*.png"))
+    assert len(paths) == 32
+    for path in paths:
+        data = path.read_bytes()
+        counts = png.histogram(data)
+        assert counts is not None, path  # Pillow writes palette masks unfiltered
+        assert counts.tolist() == pillow_counts(data)
+
+
+def test_masks_written_by_pillow(tmp_path):
+    data = save_mask(tmp_path / "m.png", IDS, "P").read_bytes()
+    assert png.histogram(data).tolist() == pillow_counts(data)
+    # Pillow filters the rows of L images adaptively: those go through Pillow, same counts.
+    gray = save_mask(tmp_path / "g.png", IDS, "L")
+    assert png.histogram(gray.read_bytes()) is None
+    histogram = read_histogram(gray)
+    assert histogram.counts.tolist() == [c for c in pillow_counts(gray.read_bytes()) if c]
+
+
+@pytest.mark.parametrize("level", range(10))
+@pytest.mark.parametrize("chunks", [1, 3])
+@pytest.mark.parametrize("palette", [True, False])
+def test_every_compression_level_and_split_stream(level, chunks, palette):
+    data = encode_png(IDS, level=level, chunks=chunks, palette=palette)
+    assert png.histogram(data).tolist() == pillow_counts(data)
+
+
+@pytest.mark.parametrize("filter_type", [1, 2, 3, 4])
+def test_filtered_rows_fall_back_to_pillow_with_the_same_counts(tmp_path, filter_type):
+    data = encode_png(IDS, filter_type=filter_type)
+    assert png.histogram(data) is None
+    (tmp_path / "f.png").write_bytes(data)
+    histogram = read_histogram(tmp_path / "f.png")
+    assert dict(zip(histogram.values.tolist(), histogram.counts.tolist(), strict=True)) == {
+        0: 3, 1: 4, 2: 2, 3: 3, 7: 2, 9: 2, 255: 2
+    }  # fmt: skip
+
+
+def test_other_layouts_step_aside(tmp_path):
+    assert png.histogram(save_mask(tmp_path / "w.png", IDS * 300, "I;16").read_bytes()) is None
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    assert png.histogram(buffer.getvalue()) is None
+    assert png.histogram(b"GIF89a") is None
+    interlaced = bytearray(encode_png(IDS))
+    interlaced[8 + 8 + 12] = 1  # the IHDR's interlace byte; its CRC no longer matches either
+    assert png.histogram(bytes(interlaced)) is None
+
+
+def test_damaged_stream_is_never_counted(tmp_path):
+    data = bytearray(encode_png(IDS, level=0))
+    start = data.index(b"IDAT") + 4
+    data[start + 20] ^= 0xFF  # a pixel byte: the IDAT CRC fails
+    assert png.histogram(bytes(data)) is None
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(MaskError, match=r"bad\.png: cannot read mask"):
+        read_histogram(tmp_path / "bad.png")
+    truncated = encode_png(IDS)[:-30]
+    assert png.histogram(truncated) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ids=arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))),
+    level=st.integers(0, 9),
+    chunks=st.integers(1, 4),
+)
+def test_random_masks_count_as_numpy_does(ids, level, chunks):
+    counts = png.histogram(encode_png(ids, level=level, chunks=chunks))
+    assert counts.tolist() == np.bincount(ids.ravel(), minlength=256).tolist()
