@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -17,9 +19,11 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__
+from .checks import CHECK_FORMATS, Rules, check
 from .counting import LabelSpec
 from .errors import ClassWeightsError
 from .labelmaps import ColorMap, load_colors, load_map, load_names
+from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
 from .report import DIGITS, FORMATS, document, load, merge, write_atomic
 from .scan import ScanResult, scan
@@ -164,6 +168,13 @@ label_options = _options(
     ),
     click.option("--npz-key", metavar="KEY", help="The array to read from .npz files."),
     click.option(
+        "--max-pixels",
+        type=click.IntRange(min=1),
+        default=MAX_PIXELS,
+        show_default=True,
+        help="Largest image to decode, a guard against decompression bombs.",
+    ),
+    click.option(
         "--workers",
         type=click.IntRange(min=1),
         help="Worker processes [default: all cores].",
@@ -180,7 +191,8 @@ class _Reading:
     colour_names: dict[int, str]
     pattern: str | None
     roi: str | None
-    npz_key: str | None
+    options: ReadOptions
+    workers: int | None
 
 
 def _reading(
@@ -196,6 +208,8 @@ def _reading(
     pattern: str | None,
     roi: str | None,
     npz_key: str | None,
+    max_pixels: int,
+    workers: int | None,
 ) -> _Reading:
     """Resolve the reading options; an option given explicitly wins over the preset's value."""
     base = PRESETS[preset] if preset else Preset("", ())
@@ -220,7 +234,30 @@ def _reading(
         colors=colour_map.colors,
         unknown_colors=unknown_colors,
     )
-    return _Reading(spec, names, colour_map.names, pattern or base.glob, roi, npz_key)
+    options = ReadOptions(npz_key, max_pixels)
+    return _Reading(spec, names, colour_map.names, pattern or base.glob, roi, options, workers)
+
+
+def _scan(paths: tuple[str, ...], reading: _Reading, display, **how: bool) -> ScanResult:
+    """Scan ``paths`` as ``reading`` says, with a progress bar; ``how``: see `scan.scan`."""
+    with display.progress() as progress:
+        result = scan(
+            paths,
+            reading.spec,
+            pattern=reading.pattern,
+            regions=reading.roi,
+            options=reading.options,
+            names=reading.names,
+            workers=reading.workers,
+            progress=progress,
+            **how,
+        )
+    if result.names is None and reading.colour_names:
+        names = tuple(reading.colour_names.get(c) for c in range(result.counts.num_classes))
+        result = replace(result, names=names)
+    for warning in result.warnings:
+        display.warn(warning)
+    return result
 
 
 _READING_OPTIONS = list(inspect.signature(_reading).parameters)
@@ -303,9 +340,14 @@ def cli() -> None:
 @cli.command("scan")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @label_options
+@click.option(
+    "--skip-errors",
+    is_flag=True,
+    help="Go on past masks that cannot be read, and list them in the document's errors.",
+)
 @weight_options
 @output_options
-def scan_command(paths, workers, **options) -> None:
+def scan_command(paths, skip_errors, **options) -> None:
     """Count pixels per class in the masks under PATH... and derive class weights.
 
     PATH is a directory (searched recursively), a mask file, or a glob.
@@ -316,23 +358,136 @@ def scan_command(paths, workers, **options) -> None:
     """
     reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
     display = _display(options["quiet"])
-    with display.progress() as progress:
-        result = scan(
-            paths,
-            reading.spec,
-            pattern=reading.pattern,
-            regions=reading.roi,
-            npz_key=reading.npz_key,
-            names=reading.names,
-            workers=workers,
-            progress=progress,
-        )
-    if result.names is None and reading.colour_names:
-        names = tuple(reading.colour_names.get(c) for c in range(result.counts.num_classes))
-        result = replace(result, names=names)
-    for warning in result.warnings:
-        display.warn(warning)
+    result = _scan(paths, reading, display, skip_errors=skip_errors)
+    for path, error in result.counts.errors:
+        display.warn(f"skipped {path}: {error}")
     _emit(result, display, **options)
+
+
+def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None):
+    """Parse ``0-18,255`` into (0, 1, ..., 18, 255)."""
+    if value is None:
+        return None
+    values = []
+    for part in value.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            values += range(int(low), int(high) + 1) if dash else [int(low)]
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a value or a range like 0-18") from None
+    return tuple(values)
+
+
+def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
+    shares = {}
+    for value in values:
+        name, _, share = value.rpartition("=")
+        try:
+            shares[name] = float(share)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not CLASS=SHARE, e.g. person=0.001") from None
+        if not name or not 0 <= shares[name] <= 1:
+            raise click.BadParameter(f"{value!r} is not CLASS=SHARE with a share in 0..1")
+    return shares
+
+
+@cli.command("check")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@label_options
+@click.option(
+    "--allowed-values",
+    callback=_parse_values,
+    metavar="LIST",
+    help="The only raw values masks may hold, e.g. 0-18,255.",
+)
+@click.option(
+    "--require-classes",
+    metavar="all|LIST",
+    help="Classes that must occur: all, or ids and names, e.g. 0,3,person.",
+)
+@click.option(
+    "--min-share",
+    multiple=True,
+    callback=_parse_shares,
+    metavar="CLASS=F",
+    help="A class must hold at least this share of the pixels (repeatable).",
+)
+@click.option(
+    "--max-imbalance",
+    type=click.FloatRange(min=1),
+    metavar="R",
+    help="Largest class share / smallest present class share may be at most R.",
+)
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder of images: each mask has one of the same stem and size, and each image a mask.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False),
+    help="A saved report to compare the class shares with (see --max-drift).",
+)
+@click.option(
+    "--max-drift",
+    type=click.FloatRange(min=0, max=1),
+    metavar="D",
+    help="No class share may move by more than D (0.01 = one point) from --baseline.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per violation; json: for machines.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+def check_command(
+    paths,
+    allowed_values,
+    require_classes,
+    min_share,
+    max_imbalance,
+    images,
+    baseline,
+    max_drift,
+    fmt,
+    output,
+    quiet,
+    **options,
+) -> None:
+    """Check the masks under PATH... for CI: exit 1 when a rule is broken.
+
+    Every rule is off unless asked for; unreadable masks always break the
+    check. --num-classes makes a label outside 0..K-1 that is not ignored
+    a violation. Exit codes: 0 every rule holds, 1 a rule is broken,
+    3 the check cannot run.
+
+    Example:
+
+        classweights check masks/ --num-classes 19 --ignore-index 255 --require-classes all
+    """
+    if (baseline is None) != (max_drift is None):
+        raise click.UsageError("--baseline and --max-drift go together")
+    reading = _reading(**options)
+    reading = replace(reading, spec=replace(reading.spec, allowed_values=allowed_values))
+    display = _display(quiet)
+    result = _scan(paths, reading, display, skip_errors=True, strict=False)
+    rules = Rules(
+        require_classes=require_classes.split(",") if require_classes else None,
+        min_share=min_share,
+        max_imbalance=max_imbalance,
+        images=images,
+        baseline=load(baseline) if baseline else None,
+        max_drift=max_drift,
+    )
+    masks = find_masks(paths, reading.pattern) if images else ()
+    violations = check(result, rules, masks)
+    _write(CHECK_FORMATS[fmt](result, violations), output)
+    if violations:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("presets")
@@ -423,7 +578,11 @@ def _emit(
             f"classes with no pixels: {id_ranges(weights.absent)}; "
             f"their weight is {missing} (--missing {missing})"
         )
-    text = FORMATS[fmt](doc)
+    _write(FORMATS[fmt](doc), output)
+
+
+def _write(text: str, output: str | None) -> None:
+    """Write a command's document to ``output`` (atomically) or to stdout."""
     if output:
         write_atomic(output, text)
     else:
@@ -432,4 +591,35 @@ def _emit(
 
 def main() -> None:
     """Run the command line (the ``classweights`` console script)."""
-    cli(prog_name="classweights")
+    _keep_freed_memory()
+    try:
+        cli(prog_name="classweights")
+    except BrokenPipeError:
+        # The reader of stdout left early (| head): not an error. Point stdout at /dev/null
+        # so that Python's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for the next mask instead of giving it back.
+
+    Each mask is decoded into buffers of the same few sizes, megabytes each. By default glibc
+    returns such buffers to the system when they are freed and faults fresh pages in for the
+    next mask, which costs two to four times the counting itself (bench/run.py). The command
+    line owns its process, so it may keep them; the library leaves its host's allocator alone.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest: buffers below come from the heap
+    mallopt(_M_TRIM_THRESHOLD, 256 << 20)  # and the heap keeps up to this much free memory

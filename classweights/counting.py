@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import MaskError
-from .masks import Histogram, colour_hex
+from .masks import TABLE_SIZE, Histogram, colour_hex
 
 #: Without ``--num-classes`` the class count is the largest label + 1; past this, a label is
 #: far more likely an id space (instance ids, colours packed in an int) than a class.
@@ -35,8 +35,12 @@ MAX_EXAMPLES = 5
 #: Values datasets use for "no class": VOC and Cityscapes trainIds use 255, 16-bit sets 65535.
 VOID_VALUES = (255, 65535)
 
-#: How an unexpected value is known: ("label", id) or ("colour", 0xRRGGBB).
+#: How an unexpected value is known: ("label", id after the map), ("value", raw value not
+#: allowed) or ("colour", 0xRRGGBB).
 Key = tuple[str, int]
+
+# What `LabelSpec._codes` gives a raw value that is not counted as a class.
+IGNORED, OUT_OF_RANGE, NOT_ALLOWED = -1, -2, -3
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class LabelSpec:
     values (so a value may be mapped onto an ignored one); ``ignore_index`` values are dropped;
     what is left must be in ``0..num_classes-1``. ``num_classes`` of None means "largest
     label + 1". ``unknown_colors`` is "error" (a colour not in the map is unexpected) or
-    "ignore" (its pixels are ignored).
+    "ignore" (its pixels are ignored). ``allowed_values``, when set, are the only raw values a
+    mask may hold; any other is unexpected.
     """
 
     num_classes: int | None = None
@@ -57,6 +62,7 @@ class LabelSpec:
     reduce_zero_label: bool = False
     colors: tuple[tuple[int, int], ...] = ()
     unknown_colors: str = "error"
+    allowed_values: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.num_classes is not None and self.num_classes < 1:
@@ -71,6 +77,12 @@ class LabelSpec:
         object.__setattr__(self, "ignore_index", tuple(sorted({int(v) for v in self.ignore_index})))
         object.__setattr__(self, "mapping", _sorted_pairs(self.mapping))
         object.__setattr__(self, "colors", _sorted_pairs(self.colors))
+        if self.allowed_values is not None:
+            object.__setattr__(self, "allowed_values", tuple(sorted(set(self.allowed_values))))
+
+    def __getstate__(self) -> dict:
+        # The cached lookups are rebuilt in each worker rather than pickled with every task.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     @cached_property
     def _lookups(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -80,45 +92,72 @@ class LabelSpec:
         """Return ``values`` with every mapped source value replaced by its destination."""
         return _lookup(*self._lookups["mapping"], values)[0]
 
+    def _labels(self, values: np.ndarray) -> np.ndarray:
+        """Return raw index values as labels: reduce-zero-label, then the value map."""
+        if self.reduce_zero_label:
+            # As mmsegmentation does it: 255 stays void, v -> v - 1 (0 is ignored: `_codes`).
+            values = np.where(values == 255, 255, values - 1)
+        return self.remap(values)
+
+    def _codes(self, values: np.ndarray) -> np.ndarray:
+        """Return the class id of each raw index value, or IGNORED, OUT_OF_RANGE, NOT_ALLOWED."""
+        labels = self._labels(values)
+        ignored = np.isin(labels, self.ignore_index)
+        if self.reduce_zero_label:
+            ignored |= values == 0
+        limit = self.num_classes or MAX_IMPLICIT_CLASSES
+        codes = np.where(
+            ignored, IGNORED, np.where((labels < 0) | (labels >= limit), OUT_OF_RANGE, labels)
+        )
+        if self.allowed_values is not None:
+            codes = np.where(np.isin(values, self.allowed_values), codes, NOT_ALLOWED)
+        return codes
+
+    @cached_property
+    def _table(self) -> np.ndarray:
+        """`_codes` of every value below `TABLE_SIZE`: one lookup per mask instead of a dozen
+        numpy calls, which cost more than counting a small mask."""
+        return self._codes(np.arange(TABLE_SIZE))
+
     def classify(self, histogram: Histogram, path: object) -> Classified:
         """Return one mask's histogram as class ids, ignored pixels and unexpected values.
 
         Raises `MaskError` naming ``path`` for a colour mask when there is no colour map.
         """
         values, counts = histogram.values, histogram.counts
-        ignored = np.zeros(len(values), bool)
+        ignored = 0
         unexpected: list[tuple[Key, int]] = []
         if histogram.colour:
             if not self.colors:
                 raise MaskError(
                     path, "is a colour (RGB) mask; map its colours to class ids with --colors FILE"
                 )
-            values, known = _lookup(*self._lookups["colors"], values)
+            ids, known = _lookup(*self._lookups["colors"], values)
             if self.unknown_colors == "ignore":
-                ignored |= ~known
+                ignored += int(counts[~known].sum())
             else:
-                unexpected += [(("colour", int(v)), int(n)) for v, n in zip(
-                    histogram.values[~known], counts[~known], strict=True)]  # fmt: skip
-                values, counts, ignored = values[known], counts[known], ignored[known]
-        if self.reduce_zero_label:
-            # As mmsegmentation does it: 0 ("other") is ignored, 255 stays void, v -> v - 1.
-            ignored |= values == 0
-            values = np.where(values == 255, 255, values - 1)
-        values = self.remap(values)
-        ignored |= np.isin(values, self.ignore_index)
-        limit = self.num_classes or MAX_IMPLICIT_CLASSES
-        bad = ~ignored & ((values < 0) | (values >= limit))
-        unexpected += [
-            (("label", int(v)), int(n)) for v, n in zip(values[bad], counts[bad], strict=True)
-        ]
-        keep = ~ignored & ~bad
-        return Classified(values[keep], counts[keep], int(counts[ignored].sum()), unexpected)
+                unexpected += _tally("colour", values[~known], counts[~known])
+            values, counts = ids[known], counts[known]
+            codes = self._codes(values)
+        elif values.size and values[0] >= 0 and values[-1] < TABLE_SIZE:  # values are sorted
+            codes = self._table[values]
+        else:
+            codes = self._codes(values)
+        keep = codes >= 0
+        if not keep.all():
+            ignored += int(counts[codes == IGNORED].sum())
+            out, banned = codes == OUT_OF_RANGE, codes == NOT_ALLOWED
+            unexpected += _tally("label", self._labels(values[out]), counts[out])
+            unexpected += _tally("value", values[banned], counts[banned])
+        return Classified(codes[keep], counts[keep], ignored, unexpected)
 
     def describe(self, key: Key) -> str:
         """Return what is wrong with an unexpected value, and what to do about it."""
         kind, value = key
         if kind == "colour":
             return f"colour {colour_hex(value)} is not in the colour map"
+        if kind == "value":
+            return f"value {value} is not one of the allowed values"
         if value < 0:
             return f"label {value} is negative"
         if self.num_classes is None:
@@ -131,9 +170,15 @@ class LabelSpec:
         kind, value = key
         if kind == "colour":
             return "add it to the colour map, or pass --unknown-colors ignore"
+        if kind == "value":
+            return "fix the masks, or allow it"
         if self.num_classes is None and value >= 0:
             return f"pass --num-classes, --ignore-index {value} or --map {value}:DST"
         return f"pass --ignore-index {value} if it marks pixels to leave out, or --map {value}:DST"
+
+
+def _tally(kind: str, values: np.ndarray, counts: np.ndarray) -> list[tuple[Key, int]]:
+    return [((kind, int(v)), int(n)) for v, n in zip(values, counts, strict=True)]
 
 
 def _sorted_pairs(pairs) -> tuple[tuple[int, int], ...]:
@@ -187,6 +232,7 @@ class ClassCounts:
     files: int = 0
     ignored: int = 0
     unexpected: dict[Key, Unexpected] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files skipped
 
     @classmethod
     def zeros(cls, num_classes: int = 0) -> ClassCounts:
@@ -215,7 +261,8 @@ class ClassCounts:
         if pad == 0:
             return self
         grown = [np.concatenate([a, np.zeros(pad, np.int64)]) for a in self._arrays()]
-        return ClassCounts(*grown, self.files, self.ignored, dict(self.unexpected))
+        unexpected, errors = dict(self.unexpected), list(self.errors)
+        return ClassCounts(*grown, self.files, self.ignored, unexpected, errors)
 
     def add_mask(self, histogram: Histogram, spec: LabelSpec, path: str) -> None:
         """Add one mask, given as its raw-value histogram, to these counts (in place)."""
@@ -224,9 +271,9 @@ class ClassCounts:
             grown = self.resized(int(labels.max()) + 1)
             self.pixels, self.images, self.image_pixels = grown._arrays()
         np.add.at(self.pixels, labels, kept)  # add.at: after a remap, labels may repeat
-        occurring = np.unique(labels)
-        self.images[occurring] += 1
-        self.image_pixels[occurring] += histogram.size
+        # Plain fancy += adds once per distinct label however often it repeats: "occurs".
+        self.images[labels] += 1
+        self.image_pixels[labels] += histogram.size
         self.files += 1
         self.ignored += ignored
         for key, pixels in unexpected:
@@ -245,14 +292,15 @@ class ClassCounts:
             files=a.files + b.files,
             ignored=a.ignored + b.ignored,
             unexpected=dict(sorted(unexpected.items())),
+            errors=sorted(a.errors + b.errors),
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassCounts):
             return NotImplemented
         return (
-            (self.files, self.ignored, self.unexpected)
-            == (other.files, other.ignored, other.unexpected)
+            (self.files, self.ignored, self.unexpected, self.errors)
+            == (other.files, other.ignored, other.unexpected, other.errors)
         ) and all(
             np.array_equal(x, y) for x, y in zip(self._arrays(), other._arrays(), strict=True)
         )

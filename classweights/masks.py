@@ -13,7 +13,8 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -36,6 +37,16 @@ LOSSY_SUFFIXES = (".jpg", ".jpeg")
 INDEX_MODES = ("P", "L", "1", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 COLOUR_MODES = ("RGB", "RGBA")
 
+#: Count runs of equal values rather than values while a mask has fewer runs than one per
+#: this many pixels (a random-noise mask has more, and is counted value by value).
+RUN_DENSITY = 8
+
+#: Values below this are counted in a dense histogram when runs do not pay.
+TABLE_SIZE = 1 << 16
+
+#: Pillow's own limit: above it, an image is taken for a decompression bomb.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
 # What decoders raise on a broken file: Pillow alone uses most of these.
 _READ_ERRORS = (
     OSError,
@@ -54,12 +65,23 @@ class MaskFile:
     """A mask to count.
 
     ``path`` opens it; ``name`` is its path relative to the directory it was found in (or to
-    the fixed part of a glob); ``region``, when set, is a mask of the pixels to count.
+    the fixed part of a glob); ``size`` is in bytes; ``region``, when set, is a mask of the
+    pixels to count.
     """
 
     path: str
     name: str
+    size: int = 0
     region: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How masks are read: the array to take from ``.npz`` files, and the largest image (in
+    pixels, per frame) to decode, a guard against decompression bombs."""
+
+    npz_key: str | None = None
+    max_pixels: int = MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -93,13 +115,16 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
     """
     paths = [os.fspath(p) for p in paths]
     found: list[MaskFile] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     for arg in paths:
         for mask in _expand(arg, pattern):
-            real = os.path.realpath(mask.path)
-            if real not in seen:
-                seen.add(real)
-                found.append(mask)
+            try:
+                stat = os.stat(mask.path)
+            except OSError as error:  # a dangling link, a link loop
+                raise MaskError(mask.path, f"cannot read mask: {error.strerror}") from None
+            if (stat.st_dev, stat.st_ino) not in seen:  # the same file by another path
+                seen.add((stat.st_dev, stat.st_ino))
+                found.append(MaskFile(mask.path, mask.name, stat.st_size))
     if not found:
         narrowed = f" matching {pattern!r}" if pattern else ""
         raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
@@ -148,11 +173,11 @@ def _walk(root: str, pattern: str | None) -> list[MaskFile]:
             continue
         visited.add((stat.st_dev, stat.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        prefix = Path(os.path.relpath(folder, root)).as_posix() + "/"
+        prefix = "" if prefix == "./" else prefix
         for name in sorted(files):
-            path = os.path.join(folder, name)
-            relative = Path(os.path.relpath(path, root)).as_posix()
-            if wanted(name, relative):
-                masks.append(MaskFile(path, relative))
+            if wanted(name, prefix + name):
+                masks.append(MaskFile(os.path.join(folder, name), prefix + name))
     return masks
 
 
@@ -162,24 +187,27 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
     Raises `MaskError` naming the first mask that has no region file.
     """
-    regions = {_stem(m.name): m.path for m in _walk(os.fspath(region_dir), None)}
+    regions = {stem(m.name): m.path for m in _walk(os.fspath(region_dir), None)}
     paired = []
     for mask in masks:
-        region = regions.get(_stem(mask.name))
+        region = regions.get(stem(mask.name))
         if region is None:
-            raise MaskError(mask.path, f"no region mask {_stem(mask.name)}.* in {region_dir}")
-        paired.append(MaskFile(mask.path, mask.name, region))
+            raise MaskError(mask.path, f"no region mask {stem(mask.name)}.* in {region_dir}")
+        paired.append(MaskFile(mask.path, mask.name, mask.size, region))
     return paired
 
 
-def _stem(name: str) -> str:
+def stem(name: str) -> str:
+    """Return a file name without its mask extension (``a/b.nii.gz`` gives ``a/b``)."""
     for suffix in (".nii.gz", *MASK_SUFFIXES):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return os.path.splitext(name)[0]
 
 
-def read_histogram(mask: MaskFile | str | os.PathLike, npz_key: str | None = None) -> Histogram:
+def read_histogram(
+    mask: MaskFile | str | os.PathLike, options: ReadOptions = ReadOptions()
+) -> Histogram:
     """Return the histogram of a mask's raw values, counting only its region if it has one.
 
     Raises `MaskError` naming the file when it cannot be read or is not a mask.
@@ -188,19 +216,55 @@ def read_histogram(mask: MaskFile | str | os.PathLike, npz_key: str | None = Non
         mask = MaskFile(os.fspath(mask), Path(mask).name)
     try:
         if mask.region is None:
-            return _whole_histogram(mask.path, npz_key)
-        labels, colour = decode(mask.path, npz_key)
-        inside, _ = decode(mask.region, npz_key)
+            return _whole_histogram(mask.path, options)
+        labels, colour = decode(mask.path, options)
+        inside, _ = decode(mask.region, options)
         if inside.shape != labels.shape:
             raise MaskError(
                 mask.path,
-                f"is {_shape(labels)} but its region mask {mask.region} is {_shape(inside)}",
+                f"is {_shape(labels.shape)} but its region mask {mask.region} is "
+                f"{_shape(inside.shape)}",
             )
         return _array_histogram(labels[inside != 0], mask.path, colour)
     except MaskError:
         raise
     except _READ_ERRORS as error:
         raise MaskError(mask.path, f"cannot read mask: {_reason(error)}") from None
+
+
+def mask_size(path: str, options: ReadOptions = ReadOptions()) -> tuple[int, ...]:
+    """Return a mask's shape, (height, width) for an image, without decoding its pixels."""
+    try:
+        reader = _array_reader(path)
+        if reader is not None:
+            return tuple(reader(path, options.npz_key).shape)
+        with _open_image(path, path, options) as image:
+            return image.height, image.width
+    except MaskError:
+        raise
+    except _READ_ERRORS as error:
+        raise MaskError(path, f"cannot read: {_reason(error)}") from None
+
+
+@contextmanager
+def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> Iterator[Image.Image]:
+    """Open an image with Pillow (its header only), refusing one above ``max_pixels``."""
+    # Pillow's own guard is set aside for this open: the check below replaces it, so that
+    # --max-pixels can raise the limit as well as lower it, and no warning is printed.
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        image = Image.open(source)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    with image:
+        pixels = image.width * image.height
+        if pixels > options.max_pixels:
+            raise MaskError(
+                path,
+                f"is {image.width}x{image.height} = {pixels:,} pixels, more than --max-pixels "
+                f"{options.max_pixels:,} (a decompression bomb?)",
+            )
+        yield image
 
 
 def _reason(error: BaseException) -> str:
@@ -210,33 +274,28 @@ def _reason(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _shape(array: np.ndarray) -> str:
-    return "x".join(map(str, array.shape))
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
-def _whole_histogram(path: str, npz_key: str | None) -> Histogram:
+def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
-        return _array_histogram(reader(path, npz_key), path)
+        return _array_histogram(reader(path, options.npz_key), path)
     with open(path, "rb") as file:
         data = file.read()
-    counts = png.histogram(data)
-    if counts is not None:
-        return _dense(counts)
-    with Image.open(io.BytesIO(data)) as image:
+    rows = png.rows(data, options.max_pixels)
+    if rows is not None:
+        values, counts = _count(rows.reshape(-1))
+        counts[0] -= rows.shape[0]  # the filter bytes, all 0, one a row
+        return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
+    with _open_image(io.BytesIO(data), path, options) as image:
         # Every frame of a multi-page TIFF or GIF is a slice of one label volume.
         frames = [_frame_histogram(frame, path) for frame in ImageSequence.Iterator(image)]
     return frames[0] if len(frames) == 1 else _sum_histograms(frames)
 
 
 def _frame_histogram(image: Image.Image, path: str) -> Histogram:
-    if image.mode in ("P", "L"):
-        # The palette index is the label: a P image is never converted to RGB.
-        return _dense(np.array(image.histogram(), np.int64))
-    if image.mode == "1":
-        # Pillow's histogram of a bilevel image fills bins 0 and 255; the labels are 0 and 1.
-        counts = image.histogram()
-        return _dense(np.array([counts[0], counts[255]], np.int64))
     if image.mode in COLOUR_MODES:
         # getcolors counts exactly in C; alpha is not part of a class colour.
         colours = image.getcolors(image.width * image.height) or []
@@ -246,12 +305,12 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
     return _array_histogram(_image_array(image, path), path)
 
 
-def decode(path: str, npz_key: str | None = None) -> tuple[np.ndarray, bool]:
+def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray, bool]:
     """Return a mask's raw values as an array, and whether they are colours (packed 0xRRGGBB)."""
     reader = _array_reader(path)
     if reader is not None:
-        return reader(path, npz_key), False
-    with Image.open(path) as image:
+        return reader(path, options.npz_key), False
+    with _open_image(path, path, options) as image:
         frames = [_image_array(frame, path) for frame in ImageSequence.Iterator(image)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
@@ -261,8 +320,11 @@ def _image_array(image: Image.Image, path: str) -> np.ndarray:
     if image.mode in COLOUR_MODES:
         rgb = np.asarray(image)[..., :3].astype(np.int64)
         return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    if image.mode == "1":
+        return np.asarray(image) != 0  # labels 0 and 1, whatever Pillow stores for "on"
     if image.mode in INDEX_MODES:
-        # Wider modes go through numpy: Pillow's histogram() bins I;16 into 256 buckets.
+        # The palette index is the label: a P image is never converted to RGB. (Pillow's own
+        # histogram() would bin I;16 into 256 buckets; numpy counts every value.)
         return np.asarray(image)
     raise MaskError(
         path,
@@ -324,15 +386,34 @@ def _array_histogram(array: np.ndarray, path: object, colour: bool = False) -> H
         array = _integral(array, path)
     elif kind not in "iu":
         raise MaskError(path, f"holds {array.dtype} values, not integer class ids")
-    flat = np.ravel(array)
+    return Histogram(*_count(np.ravel(array)), colour)
+
+
+def _count(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct values of a 1-D integer array (sorted) and how often each occurs."""
     if flat.size == 0:
-        return Histogram(np.zeros(0, np.int64), np.zeros(0, np.int64), colour)
-    if flat.dtype.kind == "i" or flat.dtype.itemsize > 2:  # may be negative or huge
-        low, high = int(flat.min()), int(flat.max())
-        if low < 0 or high >= 1 << 16:
-            values, counts = np.unique(flat, return_counts=True)
-            return Histogram(values.astype(np.int64), counts.astype(np.int64), colour)
-    return _dense(np.bincount(flat), colour)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.empty(flat.size, bool)
+    starts[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=starts[1:])
+    at = np.flatnonzero(starts)
+    if len(at) * RUN_DENSITY < flat.size:
+        # A mask is long runs of one label: counting the runs takes a fraction of the time of
+        # counting every pixel. Float weights are exact: every sum is far below 2**53.
+        lengths = np.diff(at, append=flat.size)
+        if flat.dtype.kind == "u" and flat.dtype.itemsize <= 2:
+            return _dense(np.bincount(flat[at], weights=lengths).astype(np.int64))
+        values, slot = np.unique(flat[at], return_inverse=True)
+        counts = np.bincount(slot, weights=lengths).astype(np.int64)
+        return values.astype(np.int64), counts
+    if flat.dtype == np.uint8:
+        # Short runs (noise, thin structures): Pillow counts bytes in C, without a copy.
+        return _dense(np.array(Image.frombuffer("L", (flat.size, 1), flat).histogram(), np.int64))
+    low, high = int(flat.min()), int(flat.max())
+    if low >= 0 and high < TABLE_SIZE:
+        return _dense(np.bincount(flat))
+    values, counts = np.unique(flat, return_counts=True)
+    return values.astype(np.int64), counts.astype(np.int64)
 
 
 def _integral(array: np.ndarray, path: object) -> np.ndarray:
@@ -343,9 +424,9 @@ def _integral(array: np.ndarray, path: object) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _dense(histogram: np.ndarray, colour: bool = False) -> Histogram:
+def _dense(histogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = np.flatnonzero(histogram)
-    return Histogram(values.astype(np.int64), histogram[values].astype(np.int64), colour)
+    return values.astype(np.int64), histogram[values].astype(np.int64)
 
 
 def _sum_histograms(parts: list[Histogram]) -> Histogram:

@@ -1,4 +1,4 @@
-"""Counting 8-bit PNG masks exactly, without decoding them through Pillow.
+"""Reading 8-bit PNG masks at the speed of one inflate, without decoding them through Pillow.
 
 Pillow's PNG decoder inflates one scanline at a time; an 8-bit gray or palette PNG that is not
 interlaced and whose scanlines all use filter type 0 (Pillow and libpng write palette images
@@ -6,7 +6,7 @@ that way) can instead be inflated in one call, at several times the speed, and i
 then the pixel values: one filter byte, then ``width`` labels, per row (PNG specification,
 sections 7.2 and 9.2). Every check that fails (a chunk CRC, the inflated size, a non-zero
 filter byte, any other layout) returns None, and the caller decodes the file with Pillow,
-which gives the same counts; a wrong count is never returned.
+which gives the same pixels; a wrong count is never made.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import struct
 
 import deflate
 import numpy as np
-from PIL import Image
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -25,29 +24,29 @@ _IHDR = struct.Struct(">IIBBBBB")
 _GRAY, _PALETTE = 0, 3
 
 
-def histogram(data: bytes) -> np.ndarray | None:
-    """Return the 256-bin int64 histogram of the pixels of PNG ``data``, or None.
+def rows(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """Return the pixel rows of PNG ``data`` as a (height, 1 + width) uint8 array, or None.
 
-    None means this fast path does not apply (not an 8-bit gray or palette PNG, interlaced,
-    filtered, or damaged); decode the file with Pillow instead.
+    Column 0 holds the rows' filter bytes, all 0: the caller counts the whole array (it is
+    one contiguous buffer) and takes ``height`` off the count of 0. None means this fast path
+    does not apply (not an 8-bit gray or palette PNG, interlaced, filtered, damaged, or more
+    than ``max_pixels``, which Pillow's path then refuses); decode the file with Pillow.
     """
     layout = _layout(data)
     if layout is None:
         return None
     width, height, compressed = layout
+    if width * height > max_pixels:
+        return None
     size = height * (width + 1)
     try:
         raw = deflate.zlib_decompress(compressed, size)  # checks the stream's Adler-32 too
     except deflate.DeflateError:
         return None
-    if len(raw) != size or np.frombuffer(raw, np.uint8)[:: width + 1].any():
+    if len(raw) != size:
         return None
-    # The rows with their filter bytes (all 0) as one (width + 1) x height image: Pillow
-    # counts it in C without a copy; then the filter bytes come off bin 0.
-    rows = Image.frombuffer("L", (width + 1, height), raw, "raw", "L", 0, 1)
-    counts = np.array(rows.histogram(), np.int64)
-    counts[0] -= height
-    return counts
+    pixels = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
+    return None if pixels[:, 0].any() else pixels
 
 
 def _layout(data: bytes) -> tuple[int, int, bytes] | None:

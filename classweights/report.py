@@ -8,11 +8,9 @@ disjoint shards can be `merge`d exactly.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -72,6 +70,7 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         ],
         "totals": {"files": counts.files, "pixels": counts.counted, "ignored": counts.ignored},
         "absent": weights.absent,
+        "errors": [{"file": path, "error": error} for path, error in counts.errors],
         "source": {
             "paths": list(result.source.paths),
             "files": result.source.files,
@@ -100,6 +99,8 @@ CSV_COLUMNS = ("id", "name", "pixels", "images", "image_pixels", "frequency", "w
 
 
 def _csv(doc: dict) -> str:
+    import csv  # here, not at the top, as yaml: a start-up cost most runs do not need
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -119,6 +120,8 @@ FORMATS: dict[str, Callable[[dict], str]] = {
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: all of it or nothing."""
+    import tempfile  # here, not at the top, as yaml
+
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
@@ -179,6 +182,7 @@ def _from_document(doc: dict) -> ScanResult:
         column("image_pixels"),
         files=int(doc["totals"]["files"]),
         ignored=int(doc["totals"]["ignored"]),
+        errors=[(str(e["file"]), str(e["error"])) for e in doc.get("errors", [])],
     )
     spec = LabelSpec(
         num_classes=num_classes,

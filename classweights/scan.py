@@ -13,7 +13,14 @@ from dataclasses import dataclass, replace
 
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
 from .errors import InputError, MaskError
-from .masks import LOSSY_SUFFIXES, MaskFile, find_masks, pair_regions, read_histogram
+from .masks import (
+    LOSSY_SUFFIXES,
+    MaskFile,
+    ReadOptions,
+    find_masks,
+    pair_regions,
+    read_histogram,
+)
 
 #: ``progress(done, total)``: files counted so far, out of how many.
 Progress = Callable[[int, int], None]
@@ -40,13 +47,8 @@ class Source:
 
     @classmethod
     def of(cls, paths: Iterable[str | os.PathLike], masks: Sequence[MaskFile]) -> Source:
-        lines = []
-        for mask in masks:
-            try:
-                lines.append(f"{mask.name}\t{os.path.getsize(mask.path)}\n")
-            except OSError as error:
-                raise MaskError(mask.path, f"cannot read mask: {error.strerror}") from None
-        return cls(tuple(map(os.fspath, paths)), len(masks), _sha256(sorted(lines)))
+        lines = sorted(f"{mask.name}\t{mask.size}\n" for mask in masks)
+        return cls(tuple(map(os.fspath, paths)), len(masks), _sha256(lines))
 
     @classmethod
     def merged(cls, sources: Sequence[Source]) -> Source:
@@ -85,16 +87,20 @@ def scan(
     *,
     pattern: str | None = None,
     regions: str | os.PathLike | None = None,
-    npz_key: str | None = None,
+    options: ReadOptions = ReadOptions(),
     names: Sequence[str | None] | None = None,
+    skip_errors: bool = False,
+    strict: bool = True,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ScanResult:
     """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
 
     With ``regions``, a folder of region masks, only the pixels inside each mask's region
-    count (`masks.pair_regions`). Raises `InputError` naming example files when a value that
-    may not occur does (a label out of range, a colour missing from the colour map).
+    count (`masks.pair_regions`). A mask that cannot be read raises `MaskError`, or with
+    ``skip_errors`` is listed in ``counts.errors``. A value that may not occur (a label out of
+    range, a colour missing from the colour map) raises `InputError` naming example files,
+    or without ``strict`` is left in ``counts.unexpected``.
     """
     paths = list(paths)
     spec = spec or LabelSpec()
@@ -106,10 +112,11 @@ def scan(
     masks = find_masks(paths, pattern)
     if regions is not None:
         masks = pair_regions(masks, regions)
-    source = Source.of(paths, masks)
-    counts = count_masks(masks, spec, npz_key=npz_key, workers=workers, progress=progress)
+    counts = count_masks(
+        masks, spec, options, skip_errors=skip_errors, workers=workers, progress=progress
+    )
     problem = unexpected_summary(counts, spec)
-    if problem:
+    if problem and strict:
         raise InputError(problem)
     warnings = [sparse_label_hint(counts, spec)]
     lossy = sum(m.path.lower().endswith(LOSSY_SUFFIXES) for m in masks)
@@ -121,7 +128,7 @@ def scan(
     return ScanResult(
         counts,
         spec,
-        source,
+        Source.of(paths, masks),
         names=tuple(names) if names is not None else None,
         warnings=tuple(w for w in warnings if w),
     )
@@ -130,8 +137,9 @@ def scan(
 def count_masks(
     masks: Sequence[MaskFile],
     spec: LabelSpec,
+    options: ReadOptions = ReadOptions(),
     *,
-    npz_key: str | None = None,
+    skip_errors: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ClassCounts:
@@ -143,7 +151,9 @@ def count_masks(
     if len(masks) < POOL_MIN_FILES:
         workers = 1
     chunk = min(MAX_CHUNK, max(1, -(-len(masks) // (8 * workers))))
-    tasks = [(masks[i : i + chunk], spec, npz_key) for i in range(0, len(masks), chunk)]
+    tasks = [
+        (masks[i : i + chunk], spec, options, skip_errors) for i in range(0, len(masks), chunk)
+    ]
     counts = ClassCounts.zeros(spec.num_classes or 0)
     done = 0
     if progress:
@@ -151,17 +161,24 @@ def count_masks(
     with _mapper(min(workers, len(tasks))) as mapped:
         for part in mapped(_count_chunk, tasks):
             counts += part
-            done += part.files
+            done += part.files + len(part.errors)
             if progress:
                 progress(done, len(masks))
     return counts
 
 
-def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, str | None]) -> ClassCounts:
-    masks, spec, npz_key = task
+def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) -> ClassCounts:
+    masks, spec, options, skip_errors = task
     counts = ClassCounts.zeros(spec.num_classes or 0)
     for mask in masks:
-        counts.add_mask(read_histogram(mask, npz_key), spec, mask.path)
+        try:
+            histogram = read_histogram(mask, options)
+        except MaskError as error:
+            if not skip_errors:
+                raise
+            counts.errors.append((error.path, error.message))
+            continue
+        counts.add_mask(histogram, spec, mask.path)
     return counts
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image
 
 from classweights import png, read_histogram
 from classweights.errors import MaskError
+from classweights.masks import MAX_PIXELS
 from helpers import REPO, encode_png, save_mask
 
 IDS = np.array([[0, 0, 3, 3, 3, 9], [0, 7, 7, 255, 255, 9], [1, 1, 1, 1, 2, 2]])
@@ -23,22 +26,40 @@ def pillow_counts(data: bytes) -> list[int]:
         return image.histogram()
 
 
+def pillow_pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image)
+
+
+def fast_pixels(data: bytes) -> np.ndarray | None:
+    """The pixels the whole-stream path reads, without the filter column; None if it steps aside."""
+    rows = png.rows(data, MAX_PIXELS)
+    if rows is None:
+        return None
+    assert not rows[:, 0].any()
+    return rows[:, 1:]
+
+
+def fast_counts(data: bytes) -> list[int]:
+    return np.bincount(fast_pixels(data).ravel(), minlength=256).tolist()
+
+
 def test_every_sample_mask_counts_as_pillow_does():
     paths = sorted((REPO / "sample_masks").rglob("*.png"))
     assert len(paths) == 32
     for path in paths:
         data = path.read_bytes()
-        counts = png.histogram(data)
-        assert counts is not None, path  # Pillow writes palette masks unfiltered
-        assert counts.tolist() == pillow_counts(data)
+        pixels = fast_pixels(data)
+        assert pixels is not None, path  # Pillow writes palette masks unfiltered
+        assert np.array_equal(pixels, pillow_pixels(data))
 
 
 def test_masks_written_by_pillow(tmp_path):
     data = save_mask(tmp_path / "m.png", IDS, "P").read_bytes()
-    assert png.histogram(data).tolist() == pillow_counts(data)
+    assert np.array_equal(fast_pixels(data), pillow_pixels(data))
     # Pillow filters the rows of L images adaptively: those go through Pillow, same counts.
     gray = save_mask(tmp_path / "g.png", IDS, "L")
-    assert png.histogram(gray.read_bytes()) is None
+    assert fast_pixels(gray.read_bytes()) is None
     histogram = read_histogram(gray)
     assert histogram.counts.tolist() == [c for c in pillow_counts(gray.read_bytes()) if c]
 
@@ -48,13 +69,15 @@ def test_masks_written_by_pillow(tmp_path):
 @pytest.mark.parametrize("palette", [True, False])
 def test_every_compression_level_and_split_stream(level, chunks, palette):
     data = encode_png(IDS, level=level, chunks=chunks, palette=palette)
-    assert png.histogram(data).tolist() == pillow_counts(data)
+    assert np.array_equal(fast_pixels(data), pillow_pixels(data))
+    assert fast_counts(data) == pillow_counts(data)
 
 
 @pytest.mark.parametrize("filter_type", [1, 2, 3, 4])
 def test_filtered_rows_fall_back_to_pillow_with_the_same_counts(tmp_path, filter_type):
     data = encode_png(IDS, filter_type=filter_type)
-    assert png.histogram(data) is None
+    assert fast_pixels(data) is None
+    assert np.array_equal(pillow_pixels(data), IDS)  # the test's own encoder is right
     (tmp_path / "f.png").write_bytes(data)
     histogram = read_histogram(tmp_path / "f.png")
     assert dict(zip(histogram.values.tolist(), histogram.counts.tolist(), strict=True)) == {
@@ -63,26 +86,27 @@ def test_filtered_rows_fall_back_to_pillow_with_the_same_counts(tmp_path, filter
 
 
 def test_other_layouts_step_aside(tmp_path):
-    assert png.histogram(save_mask(tmp_path / "w.png", IDS * 300, "I;16").read_bytes()) is None
+    assert fast_pixels(save_mask(tmp_path / "w.png", IDS * 300, "I;16").read_bytes()) is None
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buffer, "PNG")
-    assert png.histogram(buffer.getvalue()) is None
-    assert png.histogram(b"GIF89a") is None
+    assert fast_pixels(buffer.getvalue()) is None
+    assert fast_pixels(b"GIF89a") is None
     interlaced = bytearray(encode_png(IDS))
     interlaced[8 + 8 + 12] = 1  # the IHDR's interlace byte; its CRC no longer matches either
-    assert png.histogram(bytes(interlaced)) is None
+    assert fast_pixels(bytes(interlaced)) is None
+    assert png.rows(encode_png(IDS), max_pixels=IDS.size - 1) is None  # Pillow's path refuses
 
 
 def test_damaged_stream_is_never_counted(tmp_path):
     data = bytearray(encode_png(IDS, level=0))
     start = data.index(b"IDAT") + 4
     data[start + 20] ^= 0xFF  # a pixel byte: the IDAT CRC fails
-    assert png.histogram(bytes(data)) is None
+    assert fast_pixels(bytes(data)) is None
     (tmp_path / "bad.png").write_bytes(bytes(data))
     with pytest.raises(MaskError, match=r"bad\.png: cannot read mask"):
         read_histogram(tmp_path / "bad.png")
     truncated = encode_png(IDS)[:-30]
-    assert png.histogram(truncated) is None
+    assert fast_pixels(truncated) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -92,5 +116,27 @@ def test_damaged_stream_is_never_counted(tmp_path):
     chunks=st.integers(1, 4),
 )
 def test_random_masks_count_as_numpy_does(ids, level, chunks):
-    counts = png.histogram(encode_png(ids, level=level, chunks=chunks))
-    assert counts.tolist() == np.bincount(ids.ravel(), minlength=256).tolist()
+    data = encode_png(ids, level=level, chunks=chunks)
+    assert np.array_equal(fast_pixels(data), ids)
+    histogram = read_histogram_of(data)
+    expected = np.bincount(ids.ravel(), minlength=256)
+    assert histogram.values.tolist() == np.flatnonzero(expected).tolist()
+    assert histogram.counts.tolist() == expected[expected > 0].tolist()
+
+
+def read_histogram_of(data: bytes):
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "m.png")
+        with open(path, "wb") as file:
+            file.write(data)
+        return read_histogram(path)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_run_counting_and_value_counting_agree(tmp_path, noise):
+    # Long runs are counted run by run; noise (a run every pixel or two) value by value.
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 4, (64, 64)) if noise else np.repeat(rng.integers(0, 4, (64, 4)), 16, 1)
+    histogram = read_histogram_of(encode_png(ids))
+    expected = np.bincount(ids.ravel(), minlength=4)
+    assert histogram.counts.tolist() == expected[expected > 0].tolist()
