@@ -18,12 +18,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from . import png
 from .errors import InputError, MaskError
+
+# Pillow is imported in the functions that use it: counting palette PNGs (`png.rows`) never
+# needs it, and its import is a tenth of the tool's start-up.
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Extensions a directory is searched for when no ``--glob`` is given.
 MASK_SUFFIXES = (
@@ -44,8 +49,9 @@ RUN_DENSITY = 8
 #: Values below this are counted in a dense histogram when runs do not pay.
 TABLE_SIZE = 1 << 16
 
-#: Pillow's own limit: above it, an image is taken for a decompression bomb.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+#: Pillow's own limit (its ``Image.MAX_IMAGE_PIXELS``): above it, an image is taken for a
+#: decompression bomb.
+MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
 
 # What decoders raise on a broken file: Pillow alone uses most of these.
 _READ_ERRORS = (
@@ -56,7 +62,6 @@ _READ_ERRORS = (
     KeyError,
     struct.error,
     zlib.error,
-    Image.DecompressionBombError,
 )
 
 
@@ -251,6 +256,8 @@ def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> It
     """Open an image with Pillow (its header only), refusing one above ``max_pixels``."""
     # Pillow's own guard is set aside for this open: the check below replaces it, so that
     # --max-pixels can raise the limit as well as lower it, and no warning is printed.
+    from PIL import Image
+
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         image = Image.open(source)
@@ -268,6 +275,8 @@ def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> It
 
 
 def _reason(error: BaseException) -> str:
+    from PIL import UnidentifiedImageError
+
     if isinstance(error, UnidentifiedImageError):
         return "not an image format Pillow knows"  # its own message names a BytesIO
     text = str(error) or type(error).__name__
@@ -284,11 +293,18 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         return _array_histogram(reader(path, options.npz_key), path)
     with open(path, "rb") as file:
         data = file.read()
-    rows = png.rows(data, options.max_pixels)
-    if rows is not None:
-        values, counts = _count(rows.reshape(-1))
-        counts[0] -= rows.shape[0]  # the filter bytes, all 0, one a row
-        return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
+    layout = png.layout(data)
+    if layout is not None:
+        rows = png.rows(layout, options.max_pixels)
+        if rows is not None:
+            values, counts = _count(rows.reshape(-1))
+            counts[0] -= rows.shape[0]  # the filter bytes, all 0, one a row
+            return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
+        pixels = png.decode(data, layout, options.max_pixels)
+        if pixels is not None:
+            return _array_histogram(pixels, path)
+    from PIL import ImageSequence
+
     with _open_image(io.BytesIO(data), path, options) as image:
         # Every frame of a multi-page TIFF or GIF is a slice of one label volume.
         frames = [_frame_histogram(frame, path) for frame in ImageSequence.Iterator(image)]
@@ -310,6 +326,8 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     reader = _array_reader(path)
     if reader is not None:
         return reader(path, options.npz_key), False
+    from PIL import ImageSequence
+
     with _open_image(path, path, options) as image:
         frames = [_image_array(frame, path) for frame in ImageSequence.Iterator(image)]
         colour = image.mode in COLOUR_MODES
@@ -408,6 +426,8 @@ def _count(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return values.astype(np.int64), counts
     if flat.dtype == np.uint8:
         # Short runs (noise, thin structures): Pillow counts bytes in C, without a copy.
+        from PIL import Image
+
         return _dense(np.array(Image.frombuffer("L", (flat.size, 1), flat).histogram(), np.int64))
     low, high = int(flat.min()), int(flat.max())
     if low >= 0 and high < TABLE_SIZE:

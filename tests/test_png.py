@@ -33,7 +33,8 @@ def pillow_pixels(data: bytes) -> np.ndarray:
 
 def fast_pixels(data: bytes) -> np.ndarray | None:
     """The pixels the whole-stream path reads, without the filter column; None if it steps aside."""
-    rows = png.rows(data, MAX_PIXELS)
+    layout = png.layout(data)
+    rows = None if layout is None else png.rows(layout, MAX_PIXELS)
     if rows is None:
         return None
     assert not rows[:, 0].any()
@@ -94,7 +95,7 @@ def test_other_layouts_step_aside(tmp_path):
     interlaced = bytearray(encode_png(IDS))
     interlaced[8 + 8 + 12] = 1  # the IHDR's interlace byte; its CRC no longer matches either
     assert fast_pixels(bytes(interlaced)) is None
-    assert png.rows(encode_png(IDS), max_pixels=IDS.size - 1) is None  # Pillow's path refuses
+    assert png.rows(png.layout(encode_png(IDS)), max_pixels=IDS.size - 1) is None
 
 
 def test_damaged_stream_is_never_counted(tmp_path):
@@ -140,3 +141,30 @@ def test_run_counting_and_value_counting_agree(tmp_path, noise):
     histogram = read_histogram_of(encode_png(ids))
     expected = np.bincount(ids.ravel(), minlength=4)
     assert histogram.counts.tolist() == expected[expected > 0].tolist()
+
+
+def test_pillow_limit_is_ours():
+    assert MAX_PIXELS == Image.MAX_IMAGE_PIXELS
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16"])
+def test_libpng_decodes_filtered_gray_pngs_as_pillow_does(tmp_path, mode):
+    pytest.importorskip("imagecodecs")
+    rng = np.random.default_rng(3)
+    ids = np.repeat(rng.integers(0, 40, (32, 8)), 4, axis=1) * (300 if mode == "I;16" else 1)
+    data = save_mask(tmp_path / "m.png", ids, mode).read_bytes()
+    layout = png.layout(data)
+    assert png.rows(layout, MAX_PIXELS) is None  # Pillow filtered the rows
+    assert np.array_equal(png.decode(data, layout, MAX_PIXELS), pillow_pixels(data))
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16"])
+def test_without_imagecodecs_pillow_counts_the_same(tmp_path, mode, monkeypatch):
+    ids = np.arange(48).reshape(6, 8) % 7 * (1000 if mode == "I;16" else 1)
+    path = save_mask(tmp_path / "m.png", ids, mode)
+    with_libpng = read_histogram(path)
+    monkeypatch.setattr(png, "_libpng", lambda: None)
+    assert png.decode(path.read_bytes(), png.layout(path.read_bytes()), MAX_PIXELS) is None
+    without = read_histogram(path)
+    assert without.values.tolist() == with_libpng.values.tolist()
+    assert without.counts.tolist() == with_libpng.counts.tolist() == [7] * 6 + [6]
