@@ -15,7 +15,8 @@ import numpy as np
 
 from .counting import MAX_EXAMPLES, ClassCounts
 from .errors import InputError, MaskError
-from .masks import MaskFile, find_masks, mask_size, stem
+from .masks import MaskFile, find_masks, mask_size, refuse_twins, shape_text, stem
+from .report import settings_differ
 from .scan import ScanResult
 
 
@@ -158,11 +159,9 @@ def _max_drift(result: ScanResult, rules: Rules, masks) -> list[Violation]:
     if rules.baseline is None or rules.max_drift is None:
         return []
     baseline = rules.baseline.counts
-    if baseline.num_classes != result.counts.num_classes:
-        raise InputError(
-            f"the baseline has {baseline.num_classes} classes, this scan "
-            f"{result.counts.num_classes}; scan with the baseline's --num-classes"
-        )
+    differ = settings_differ(rules.baseline, result, "the baseline")
+    if differ:
+        raise InputError(f"this scan's {differ}; scan as the baseline was scanned")
     now, before = _shares(result.counts), _shares(baseline)
     violations = []
     for c in np.flatnonzero(np.abs(now - before) > rules.max_drift):
@@ -179,7 +178,10 @@ def _max_drift(result: ScanResult, rules: Rules, masks) -> list[Violation]:
 def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list[Violation]:
     if rules.images is None:
         return []
-    images = {stem(m.name): m for m in find_masks([rules.images])}
+    found = find_masks([rules.images])
+    refuse_twins(found)
+    refuse_twins(masks)
+    images = {stem(m.name): m for m in found}
     labels = {stem(m.name): m for m in masks}
     lonely_masks = [labels[k].path for k in sorted(labels.keys() - images.keys())]
     lonely_images = [images[k].path for k in sorted(images.keys() - labels.keys())]
@@ -192,7 +194,7 @@ def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list
             continue
         if label_size != image_size:
             resized.append(
-                (labels[key].path, f"{_size(label_size)}, its image {_size(image_size)}")
+                (labels[key].path, f"{shape_text(label_size)}, its image {shape_text(image_size)}")
             )
     violations = []
     for found, message in (
@@ -206,10 +208,6 @@ def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list
         message = f"{len(resized):,} masks differ in size from their image"
         violations.append(Violation("images", message, tuple(resized[:MAX_EXAMPLES])))
     return violations
-
-
-def _size(size: tuple[int, ...]) -> str:
-    return "x".join(map(str, size))
 
 
 #: The rules, in the order they are reported.

@@ -74,7 +74,7 @@ def _display(quiet: bool):
     return Display()
 
 
-def id_ranges(ids: list[int]) -> str:
+def _id_ranges(ids: list[int]) -> str:
     """Return class ids as short ranges: [1, 3, 4, 5, 9] gives "1, 3-5, 9"."""
     runs: list[list[int]] = []
     for i in ids:
@@ -88,16 +88,32 @@ def id_ranges(ids: list[int]) -> str:
 def _parse_map(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
     pairs = []
     for value in values:
-        src, sep, dst = value.partition(":")
+        src, _, dst = value.partition(":")
         try:
             pairs.append((int(src), int(dst)))
         except ValueError:
             raise click.BadParameter(f"{value!r} is not SRC:DST with integer values") from None
-        if not sep:
-            raise click.BadParameter(f"{value!r} is not SRC:DST")
     if len({src for src, _ in pairs}) != len(pairs):
         raise click.BadParameter(f"a value is mapped twice in {', '.join(values)}")
     return tuple(pairs)
+
+
+def _check_clip(ctx: click.Context, param: click.Parameter, value: float | None):
+    # On both bounds, so that whichever click parses second compares them, before any scan.
+    low = value if param.name == "clip_min" else ctx.params.get("clip_min")
+    high = value if param.name == "clip_max" else ctx.params.get("clip_max")
+    if low is not None and high is not None and low > high:
+        raise click.BadParameter(f"--clip-min {low} is above --clip-max {high}")
+    return value
+
+
+def _check_output(ctx: click.Context, param: click.Parameter, value: str | None):
+    # Before any scan, so that a typo in -o does not cost a whole scan.
+    if value is not None:
+        folder = os.path.dirname(os.path.abspath(value))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise click.BadParameter(f"cannot write into {folder}: no such folder, or read-only")
+    return value
 
 
 def _options(*options: Callable) -> Callable:
@@ -217,13 +233,15 @@ def _reading(
         # --map entries win over the file's for the same source value.
         mapping = tuple({**dict(load_map(map_file)), **dict(mapping)}.items())
     colour_map = load_colors(colors) if colors else ColorMap((), {})
-    names = load_names(class_names) if class_names else (base.names or None)
-    if num_classes is None:
-        num_classes = len(names) if names else None
-    elif names and len(names) != num_classes:
+    names = load_names(class_names) if class_names else None
+    if names and num_classes is not None and len(names) != num_classes:
         raise click.BadParameter(
             f"{len(names)} class names for --num-classes {num_classes}", param_hint="--class-names"
         )
+    if names is None and base.names and num_classes in (None, base.num_classes):
+        names = base.names  # an explicit --num-classes of another count drops the preset's
+    if num_classes is None:
+        num_classes = len(names) if names else None
     spec = LabelSpec(
         num_classes=num_classes,
         ignore_index=ignore_index or base.ignore_index,
@@ -285,8 +303,18 @@ weight_options = _options(
         show_default=True,
         help="Weight of a class with no pixels.",
     ),
-    click.option("--clip-min", type=click.FloatRange(min=0, min_open=True), help="Lower bound."),
-    click.option("--clip-max", type=click.FloatRange(min=0, min_open=True), help="Upper bound."),
+    click.option(
+        "--clip-min",
+        type=click.FloatRange(min=0, min_open=True),
+        callback=_check_clip,
+        help="Lower bound.",
+    ),
+    click.option(
+        "--clip-max",
+        type=click.FloatRange(min=0, min_open=True),
+        callback=_check_clip,
+        help="Upper bound.",
+    ),
     click.option(
         "--enet-c",
         type=click.FloatRange(min=1, min_open=True),
@@ -321,6 +349,7 @@ output_options = _options(
         "-o",
         "--output",
         type=click.Path(dir_okay=False, writable=True),
+        callback=_check_output,
         help="Write the document here (atomically) instead of to stdout.",
     ),
     click.option("-q", "--quiet", is_flag=True, help="No table, progress or warnings on stderr."),
@@ -333,7 +362,8 @@ def cli() -> None:
     """Per-class pixel statistics and class weights from semantic-segmentation masks.
 
     The document goes to stdout (or -o); the table, progress and warnings to stderr.
-    Exit codes: 0 success, 2 usage error, 3 input error.
+    Exit codes: 0 success, 1 check found violations, 2 usage error, 3 input error,
+    130 interrupted.
     """
 
 
@@ -442,7 +472,13 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
     show_default=True,
     help="text: one line per violation; json: for machines.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    callback=_check_output,
+    help="Write the report here (atomically) instead of to stdout.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
 def check_command(
     paths,
@@ -559,10 +595,6 @@ def _emit(
     quiet: bool,
 ) -> None:
     """Derive the weights, show the table and warnings, and write the document."""
-    if clip_min is not None and clip_max is not None and clip_min > clip_max:
-        raise click.BadParameter(
-            f"--clip-min {clip_min} is above --clip-max {clip_max}", param_hint="--clip-min"
-        )
     weights = compute_weights(
         result.counts,
         method,
@@ -575,7 +607,7 @@ def _emit(
     display.summary(doc)
     if weights.absent and missing != "error":
         display.warn(
-            f"classes with no pixels: {id_ranges(weights.absent)}; "
+            f"classes with no pixels: {_id_ranges(weights.absent)}; "
             f"their weight is {missing} (--missing {missing})"
         )
     _write(FORMATS[fmt](doc), output)
@@ -592,13 +624,7 @@ def _write(text: str, output: str | None) -> None:
 def main() -> None:
     """Run the command line (the ``classweights`` console script)."""
     _keep_freed_memory()
-    try:
-        cli(prog_name="classweights")
-    except BrokenPipeError:
-        # The reader of stdout left early (| head): not an error. Point stdout at /dev/null
-        # so that Python's own flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+    cli(prog_name="classweights")
 
 
 # glibc's mallopt parameters (malloc.h).

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LabelFileError
+from .masks import pack_rgb
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,7 @@ def parse_color(value: object) -> int:
     channels = [int(c) for c in value]  # type: ignore[union-attr]
     if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
         raise ValueError(f"{value!r} is not a colour (#rrggbb or three values 0-255)")
-    red, green, blue = channels
-    return (red << 16) | (green << 8) | blue
+    return pack_rgb(*channels)
 
 
 def load_colors(path: str | os.PathLike) -> ColorMap:

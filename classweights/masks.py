@@ -120,16 +120,20 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
     """
     paths = [os.fspath(p) for p in paths]
     found: list[MaskFile] = []
-    seen: set[tuple[int, int]] = set()
+    seen: set[str] = set()
     for arg in paths:
         for mask in _expand(arg, pattern):
+            # Repeats are the same path given twice (masks/ and masks/a.png), not two paths
+            # to one file: git-annex and DVC link identical masks to one stored object.
+            where = os.path.abspath(mask.path)
+            if where in seen:
+                continue
+            seen.add(where)
             try:
-                stat = os.stat(mask.path)
+                size = os.stat(mask.path).st_size
             except OSError as error:  # a dangling link, a link loop
                 raise MaskError(mask.path, f"cannot read mask: {error.strerror}") from None
-            if (stat.st_dev, stat.st_ino) not in seen:  # the same file by another path
-                seen.add((stat.st_dev, stat.st_ino))
-                found.append(MaskFile(mask.path, mask.name, stat.st_size))
+            found.append(MaskFile(mask.path, mask.name, size))
     if not found:
         narrowed = f" matching {pattern!r}" if pattern else ""
         raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
@@ -171,7 +175,7 @@ def _walk(root: str, pattern: str | None) -> list[MaskFile]:
 
     masks = []
     visited: set[tuple[int, int]] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
+    for folder, dirs, files in os.walk(root, onerror=_unreadable_folder, followlinks=True):
         stat = os.stat(folder)
         if (stat.st_dev, stat.st_ino) in visited:  # a link back up the tree
             dirs.clear()
@@ -186,6 +190,10 @@ def _walk(root: str, pattern: str | None) -> list[MaskFile]:
     return masks
 
 
+def _unreadable_folder(error: OSError) -> None:
+    raise InputError(f"{error.filename}: cannot read folder: {error.strerror}")
+
+
 def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[MaskFile]:
     """Return ``masks`` each paired with the region mask of the same relative path and stem.
 
@@ -193,6 +201,7 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
     Raises `MaskError` naming the first mask that has no region file.
     """
     regions = {stem(m.name): m.path for m in _walk(os.fspath(region_dir), None)}
+    refuse_twins(masks)
     paired = []
     for mask in masks:
         region = regions.get(stem(mask.name))
@@ -202,9 +211,21 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
     return paired
 
 
+def refuse_twins(masks: Iterable[MaskFile]) -> None:
+    """Raise `InputError` if two files have one relative stem: pairing them would be a guess."""
+    seen: dict[str, str] = {}
+    for mask in masks:
+        twin = seen.setdefault(stem(mask.name), mask.path)
+        if twin != mask.path:
+            raise InputError(
+                f"{mask.path}: pairs with the same file as {twin} ({stem(mask.name)}.*); "
+                "give one folder of masks"
+            )
+
+
 def stem(name: str) -> str:
     """Return a file name without its mask extension (``a/b.nii.gz`` gives ``a/b``)."""
-    for suffix in (".nii.gz", *MASK_SUFFIXES):
+    for suffix in MASK_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return os.path.splitext(name)[0]
@@ -223,18 +244,25 @@ def read_histogram(
         if mask.region is None:
             return _whole_histogram(mask.path, options)
         labels, colour = decode(mask.path, options)
-        inside, _ = decode(mask.region, options)
+        inside = _region(mask.region, options)
         if inside.shape != labels.shape:
             raise MaskError(
                 mask.path,
-                f"is {_shape(labels.shape)} but its region mask {mask.region} is "
-                f"{_shape(inside.shape)}",
+                f"is {shape_text(labels.shape)} but its region mask {mask.region} is "
+                f"{shape_text(inside.shape)}",
             )
         return _array_histogram(labels[inside != 0], mask.path, colour)
     except MaskError:
         raise
     except _READ_ERRORS as error:
         raise MaskError(mask.path, f"cannot read mask: {_reason(error)}") from None
+
+
+def _region(path: str, options: ReadOptions) -> np.ndarray:
+    try:
+        return decode(path, options)[0]
+    except _READ_ERRORS as error:
+        raise MaskError(path, f"cannot read region mask: {_reason(error)}") from None
 
 
 def mask_size(path: str, options: ReadOptions = ReadOptions()) -> tuple[int, ...]:
@@ -253,25 +281,25 @@ def mask_size(path: str, options: ReadOptions = ReadOptions()) -> tuple[int, ...
 
 @contextmanager
 def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> Iterator[Image.Image]:
-    """Open an image with Pillow (its header only), refusing one above ``max_pixels``."""
-    # Pillow's own guard is set aside for this open: the check below replaces it, so that
-    # --max-pixels can raise the limit as well as lower it, and no warning is printed.
+    """Open an image with Pillow, refusing one above ``max_pixels`` before it is decoded."""
+    # Pillow's own guard (checked on open, and again on load for TIFF) is set aside while the
+    # image is read: the check below replaces it, so that --max-pixels can raise the limit as
+    # well as lower it, and Pillow prints no warning of its own.
     from PIL import Image
 
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        image = Image.open(source)
+        with Image.open(source) as image:
+            pixels = image.width * image.height
+            if pixels > options.max_pixels:
+                raise MaskError(
+                    path,
+                    f"is {image.width}x{image.height} = {pixels:,} pixels, more than "
+                    f"--max-pixels {options.max_pixels:,} (a decompression bomb?)",
+                )
+            yield image
     finally:
         Image.MAX_IMAGE_PIXELS = limit
-    with image:
-        pixels = image.width * image.height
-        if pixels > options.max_pixels:
-            raise MaskError(
-                path,
-                f"is {image.width}x{image.height} = {pixels:,} pixels, more than --max-pixels "
-                f"{options.max_pixels:,} (a decompression bomb?)",
-            )
-        yield image
 
 
 def _reason(error: BaseException) -> str:
@@ -283,7 +311,8 @@ def _reason(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _shape(shape: tuple[int, ...]) -> str:
+def shape_text(shape: tuple[int, ...]) -> str:
+    """Return a shape as people write it: (4, 5) gives "4x5"."""
     return "x".join(map(str, shape))
 
 
@@ -303,19 +332,28 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         pixels = png.decode(data, layout, options.max_pixels)
         if pixels is not None:
             return _array_histogram(pixels, path)
+    with _open_image(io.BytesIO(data), path, options) as image:
+        frames = [_frame_histogram(frame, path) for frame in _frames(image)]
+    return frames[0] if len(frames) == 1 else _sum_histograms(frames)
+
+
+def _frames(image: Image.Image) -> Iterable[Image.Image]:
+    """Yield the frames to count: every page of a TIFF (the slices of one label volume); the
+    first frame of anything else (an animated GIF or PNG is not a stack of masks, and Pillow
+    turns GIF frames after the first into RGB)."""
+    if image.format != "TIFF":
+        yield image
+        return
     from PIL import ImageSequence
 
-    with _open_image(io.BytesIO(data), path, options) as image:
-        # Every frame of a multi-page TIFF or GIF is a slice of one label volume.
-        frames = [_frame_histogram(frame, path) for frame in ImageSequence.Iterator(image)]
-    return frames[0] if len(frames) == 1 else _sum_histograms(frames)
+    yield from ImageSequence.Iterator(image)
 
 
 def _frame_histogram(image: Image.Image, path: str) -> Histogram:
     if image.mode in COLOUR_MODES:
         # getcolors counts exactly in C; alpha is not part of a class colour.
         colours = image.getcolors(image.width * image.height) or []
-        values = np.array([_pack(rgb) for _, rgb in colours], np.int64)
+        values = np.array([pack_rgb(*rgb[:3]) for _, rgb in colours], np.int64)
         counts = np.array([n for n, _ in colours], np.int64)
         return _sum_histograms([Histogram(values, counts, colour=True)])
     return _array_histogram(_image_array(image, path), path)
@@ -326,10 +364,8 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     reader = _array_reader(path)
     if reader is not None:
         return reader(path, options.npz_key), False
-    from PIL import ImageSequence
-
     with _open_image(path, path, options) as image:
-        frames = [_image_array(frame, path) for frame in ImageSequence.Iterator(image)]
+        frames = [_image_array(frame, path) for frame in _frames(image)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
 
@@ -337,7 +373,7 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
 def _image_array(image: Image.Image, path: str) -> np.ndarray:
     if image.mode in COLOUR_MODES:
         rgb = np.asarray(image)[..., :3].astype(np.int64)
-        return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        return pack_rgb(rgb[..., 0], rgb[..., 1], rgb[..., 2])
     if image.mode == "1":
         return np.asarray(image) != 0  # labels 0 and 1, whatever Pillow stores for "on"
     if image.mode in INDEX_MODES:
@@ -351,8 +387,9 @@ def _image_array(image: Image.Image, path: str) -> np.ndarray:
     )
 
 
-def _pack(rgb: tuple[int, ...]) -> int:
-    return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+def pack_rgb(red, green, blue):
+    """Return a colour packed as 0xRRGGBB: of ints, or of integer arrays element by element."""
+    return (red << 16) | (green << 8) | blue
 
 
 def _read_npy(path: str, npz_key: str | None) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .counting import ClassCounts, LabelSpec
-from .errors import ReportError
+from .errors import InputError, ReportError
 from .labelmaps import parse_color, parse_data
 from .masks import colour_hex
 from .scan import ScanResult, Source
@@ -119,20 +119,36 @@ FORMATS: dict[str, Callable[[dict], str]] = {
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: all of it or nothing."""
+    """Write ``text`` to ``path`` through a temporary file and a rename: all of it or nothing.
+
+    Raises `InputError` naming the path when it cannot be written.
+    """
     import tempfile  # here, not at the top, as yaml
 
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write: {error.strerror}") from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
             out.flush()
+            # mkstemp makes the file private; give it the mode a plain write would.
+            os.fchmod(out.fileno(), 0o666 & ~_umask())
             os.fsync(out.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise InputError(f"{path}: cannot write: {error.strerror}") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path: str | os.PathLike) -> ScanResult:
@@ -154,7 +170,7 @@ def load(path: str | os.PathLike) -> ScanResult:
         ) from None
     try:
         return _from_document(doc)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise ReportError(path, f"not a classweights report ({_describe(error)})") from None
 
 
@@ -184,6 +200,15 @@ def _from_document(doc: dict) -> ScanResult:
         ignored=int(doc["totals"]["ignored"]),
         errors=[(str(e["file"]), str(e["error"])) for e in doc.get("errors", [])],
     )
+    # Counts a scan could have made: a class occurs in an image iff it has pixels, in no more
+    # images than there are, and holds no more pixels than those images.
+    present = counts.pixels > 0
+    if (
+        (present != (counts.images > 0)).any()
+        or (counts.images > counts.files).any()
+        or (counts.pixels > counts.image_pixels).any()
+    ):
+        raise ValueError("its class counts do not add up")
     spec = LabelSpec(
         num_classes=num_classes,
         ignore_index=tuple(int(v) for v in doc["ignore_index"]),
@@ -203,28 +228,37 @@ def _from_document(doc: dict) -> ScanResult:
     )
 
 
+def settings_differ(first: ScanResult, other: ScanResult, where: str) -> str | None:
+    """Return how the label settings of ``other`` differ from ``first``'s (which ``where``
+    names), or None if their counts compare.
+
+    Counts made with another class count, ignore list, value map, colour map or class names
+    cannot be added up or compared.
+    """
+    for setting, mine, theirs in (
+        ("num_classes", first.counts.num_classes, other.counts.num_classes),
+        ("ignore_index", list(first.spec.ignore_index), list(other.spec.ignore_index)),
+        ("map", list(first.spec.mapping), list(other.spec.mapping)),
+        ("reduce_zero_label", first.spec.reduce_zero_label, other.spec.reduce_zero_label),
+        ("colors", list(first.spec.colors), list(other.spec.colors)),
+        ("class names", first.names, other.names),
+    ):
+        if mine != theirs:
+            return f"{setting} is {theirs} here but {mine} in {where}"
+    return None
+
+
 def merge(results: Sequence[tuple[str, ScanResult]]) -> ScanResult:
     """Return the sum of reports of disjoint shards, given as ``(path, result)`` pairs.
 
-    Raises `ReportError` naming a report whose label settings (K, ignore, map) or class
-    names differ from the first's: adding such counts would be meaningless.
+    Raises `ReportError` naming a report whose settings differ from the first's
+    (`settings_differ`): adding such counts would be meaningless.
     """
     (first_path, first), *rest = results
     for path, result in rest:
-        for setting, mine, theirs in (
-            ("num_classes", first.spec.num_classes, result.spec.num_classes),
-            ("ignore_index", list(first.spec.ignore_index), list(result.spec.ignore_index)),
-            ("map", list(first.spec.mapping), list(result.spec.mapping)),
-            ("reduce_zero_label", first.spec.reduce_zero_label, result.spec.reduce_zero_label),
-            ("colors", list(first.spec.colors), list(result.spec.colors)),
-            ("class names", first.names, result.names),
-        ):
-            if mine != theirs:
-                raise ReportError(
-                    path,
-                    f"{setting} is {theirs} here but {mine} in {first_path}; "
-                    "scan every shard with the same settings",
-                )
+        differ = settings_differ(first, result, first_path)
+        if differ:
+            raise ReportError(path, f"{differ}; scan every shard with the same settings")
     total = sum((r.counts for _, r in rest), first.counts)
     return ScanResult(
         total, first.spec, Source.merged([r.source for _, r in results]), names=first.names

@@ -172,13 +172,11 @@ def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) 
     counts = ClassCounts.zeros(spec.num_classes or 0)
     for mask in masks:
         try:
-            histogram = read_histogram(mask, options)
+            counts.add_mask(read_histogram(mask, options), spec, mask.path)
         except MaskError as error:
             if not skip_errors:
                 raise
             counts.errors.append((error.path, error.message))
-            continue
-        counts.add_mask(histogram, spec, mask.path)
     return counts
 
 

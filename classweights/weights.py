@@ -74,7 +74,7 @@ def enet(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.n
     """Return w_c = 1 / ln(c0 + p_c), c0 = 1.02 by default.
 
     Paszke et al., "ENet: A Deep Neural Network Architecture for Real-Time Semantic
-    Segmentation", 2016, section 5.2. c0 bounds the weights to (1 / ln(1 + c0), 1 / ln c0].
+    Segmentation", 2016, section 5.2. c0 bounds the weights to [1 / ln(1 + c0), 1 / ln c0).
     """
     if not params.enet_c > 1:
         raise ValueError(f"enet_c must be greater than 1 (ln(c0 + p) > 0), not {params.enet_c}")
@@ -99,7 +99,8 @@ def effective(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple
     if not 0 <= beta < 1:
         raise ValueError(f"beta must be in [0, 1), not {beta}")
     # 1 - beta^n as -expm1(n ln beta): beta is close to 1, and 1 - beta^n would cancel.
-    with np.errstate(divide="ignore"):
+    # (Absent classes give 0/0 here, which the missing policy then replaces.)
+    with np.errstate(divide="ignore", invalid="ignore"):
         effective_number = -np.expm1(counts.pixels * np.log1p(beta - 1.0))
         return (1.0 - beta) / effective_number, {"beta": beta}
 

@@ -135,9 +135,19 @@ def test_ctrl_c_stops_a_real_scan(tmp_path, files):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # Opening the FIFO for writing succeeds once the scan has it open for reading: then the
+    # scan is past start-up, waiting in a read that only Ctrl-C ends.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            writer = os.open(tmp_path / "m000_wait.png", os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=20)
+    os.close(writer)
     assert process.returncode == 130
     assert stdout == "" and "Traceback" not in stderr
     assert not (tmp_path / "o.json").exists()
