@@ -36,7 +36,8 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
 
     counts = result.counts
     names = result.names or [None] * counts.num_classes
-    freq = frequency(counts)
+    weights_out = [rounded(w) for w in weights.weights]
+    freq = [rounded(f) for f in frequency(counts)]
     pos_weight = weights.pos_weight
     return {
         "classweights": __version__,
@@ -50,7 +51,7 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "map": [list(pair) for pair in result.spec.mapping],
         "reduce_zero_label": result.spec.reduce_zero_label,
         "colors": [[colour_hex(colour), class_id] for colour, class_id in result.spec.colors],
-        "weights": [rounded(w) for w in weights.weights],
+        "weights": weights_out,
         "pos_weight": (
             [rounded(w) for w in pos_weight]
             if isinstance(pos_weight, list)
@@ -63,8 +64,8 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
                 "pixels": int(counts.pixels[c]),
                 "images": int(counts.images[c]),
                 "image_pixels": int(counts.image_pixels[c]),
-                "frequency": rounded(freq[c]),
-                "weight": rounded(weights.weights[c]),
+                "frequency": freq[c],
+                "weight": weights_out[c],
             }
             for c in range(counts.num_classes)
         ],
@@ -80,7 +81,18 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
 
 
 def _json(doc: dict) -> str:
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    """Write one key per line, and one line per class and per error: easy to read and to diff
+    (and json's fast C encoder does all of it; it cannot indent)."""
+    encode = json.JSONEncoder(allow_nan=False).encode
+    lines = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            items = ",\n".join(f"    {encode(item)}" for item in value)
+            text = f"[\n{items}\n  ]"
+        else:
+            text = encode(value)
+        lines.append(f"  {encode(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _yaml(doc: dict) -> str:

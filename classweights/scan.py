@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -189,7 +190,14 @@ def _mapper(workers: int) -> Iterator[Callable]:
     # fork starts a worker in milliseconds with numpy and Pillow already imported; elsewhere
     # (macOS, Windows) fork is unsafe or missing and the platform default is used.
     method = "fork" if sys.platform.startswith("linux") else None
-    with multiprocessing.get_context(method).Pool(workers, _ignore_interrupts) as pool:
+    # Frozen, this process's objects are left alone by the workers' garbage collector, so
+    # their memory pages stay shared with it instead of being copied into every worker.
+    gc.freeze()
+    try:
+        pool = multiprocessing.get_context(method).Pool(workers, _ignore_interrupts)
+    finally:
+        gc.unfreeze()
+    with pool:
         yield pool.imap_unordered
 
 

@@ -90,3 +90,16 @@ def test_shell_example(workdir, command, expected):
     assert "Traceback" not in done.stderr
     if code and int(code.group(1)) >= 2:  # an error: one line on stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_report_example_is_what_the_sample_masks_give(workdir):
+    example = re.search(r"```json\n(.*?)```", README, re.S).group(1)
+    command = ["scan", "sample_masks/", "--ignore-index", "255", "-q"]
+    done = subprocess.run(
+        [sys.executable, "-m", "classweights", *command],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == example
