@@ -65,7 +65,7 @@ _READ_ERRORS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a scan holds one of these per mask
 class MaskFile:
     """A mask to count.
 
@@ -124,11 +124,13 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
     for arg in paths:
         for mask in _expand(arg, pattern):
             # Repeats are the same path given twice (masks/ and masks/a.png), not two paths
-            # to one file: git-annex and DVC link identical masks to one stored object.
-            where = os.path.abspath(mask.path)
-            if where in seen:
-                continue
-            seen.add(where)
+            # to one file: git-annex and DVC link identical masks to one stored object. One
+            # folder alone cannot repeat a path: no set of every path is kept then.
+            if len(paths) > 1:
+                where = os.path.abspath(mask.path)
+                if where in seen:
+                    continue
+                seen.add(where)
             try:
                 size = os.stat(mask.path).st_size
             except OSError as error:  # a dangling link, a link loop

@@ -8,8 +8,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
@@ -48,7 +47,8 @@ class Source:
 
     @classmethod
     def of(cls, paths: Iterable[str | os.PathLike], masks: Sequence[MaskFile]) -> Source:
-        lines = sorted(f"{mask.name}\t{mask.size}\n" for mask in masks)
+        names = sorted(range(len(masks)), key=lambda i: masks[i].name)
+        lines = (f"{masks[i].name}\t{masks[i].size}\n" for i in names)
         return cls(tuple(map(os.fspath, paths)), len(masks), _sha256(lines))
 
     @classmethod
@@ -110,12 +110,15 @@ def scan(
             spec = replace(spec, num_classes=len(names))  # the names say how many classes
         elif spec.num_classes != len(names):
             raise ValueError(f"{len(names)} class names for {spec.num_classes} classes")
-    masks = find_masks(paths, pattern)
-    if regions is not None:
-        masks = pair_regions(masks, regions)
-    counts = count_masks(
-        masks, spec, options, skip_errors=skip_errors, workers=workers, progress=progress
-    )
+    # The workers are forked before the masks are listed, so that none holds a copy of the
+    # list: their memory stays the same whatever the dataset's size.
+    with Workers(workers) as pool:
+        masks = find_masks(paths, pattern)
+        if regions is not None:
+            masks = pair_regions(masks, regions)
+        counts = count_masks(
+            masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
+        )
     problem = unexpected_summary(counts, spec)
     if problem and strict:
         raise InputError(problem)
@@ -141,17 +144,21 @@ def count_masks(
     options: ReadOptions = ReadOptions(),
     *,
     skip_errors: bool = False,
-    workers: int | None = None,
+    workers: int | Workers | None = None,
     progress: Progress | None = None,
 ) -> ClassCounts:
-    """Return the counts of ``masks``, summed over ``workers`` processes.
+    """Return the counts of ``masks``, summed over ``workers`` processes (a count, or running
+    `Workers`).
 
     Counts are integer sums, so the result is the same whatever the worker count or order.
     """
-    workers = workers or available_cores()
-    if len(masks) < POOL_MIN_FILES:
-        workers = 1
-    chunk = min(MAX_CHUNK, max(1, -(-len(masks) // (8 * workers))))
+    if not isinstance(workers, Workers):
+        with Workers(workers) as pool:
+            return count_masks(
+                masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
+            )
+    parallel = workers.count if len(masks) >= POOL_MIN_FILES else 1
+    chunk = min(MAX_CHUNK, max(1, -(-len(masks) // (8 * parallel))))
     tasks = [
         (masks[i : i + chunk], spec, options, skip_errors) for i in range(0, len(masks), chunk)
     ]
@@ -159,12 +166,11 @@ def count_masks(
     done = 0
     if progress:
         progress(0, len(masks))
-    with _mapper(min(workers, len(tasks))) as mapped:
-        for part in mapped(_count_chunk, tasks):
-            counts += part
-            done += part.files + len(part.errors)
-            if progress:
-                progress(done, len(masks))
+    for part in workers.map(_count_chunk, tasks, parallel):
+        counts += part
+        done += part.files + len(part.errors)
+        if progress:
+            progress(done, len(masks))
     return counts
 
 
@@ -181,24 +187,43 @@ def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) 
     return counts
 
 
-@contextmanager
-def _mapper(workers: int) -> Iterator[Callable]:
-    """Yield a ``map`` that runs in this process, or over a pool of ``workers`` processes."""
-    if workers <= 1:
-        yield map
-        return
-    # fork starts a worker in milliseconds with numpy and Pillow already imported; elsewhere
-    # (macOS, Windows) fork is unsafe or missing and the platform default is used.
-    method = "fork" if sys.platform.startswith("linux") else None
-    # Frozen, this process's objects are left alone by the workers' garbage collector, so
-    # their memory pages stay shared with it instead of being copied into every worker.
-    gc.freeze()
-    try:
-        pool = multiprocessing.get_context(method).Pool(workers, _ignore_interrupts)
-    finally:
-        gc.unfreeze()
-    with pool:
-        yield pool.imap_unordered
+class Workers:
+    """Worker processes for counting: forked on entering, ended on leaving.
+
+    ``map`` runs in this process when a job is small or one worker is asked for: below
+    `POOL_MIN_FILES` masks, a pool costs more than it saves.
+    """
+
+    def __init__(self, count: int | None = None) -> None:
+        self.count = count or available_cores()
+        self._pool = None
+
+    def __enter__(self) -> Workers:
+        if self.count > 1:
+            # fork starts a worker in milliseconds with numpy already imported; elsewhere
+            # (macOS, Windows) fork is unsafe or missing and the platform default is used.
+            method = "fork" if sys.platform.startswith("linux") else None
+            # Frozen, this process's objects are left alone by the workers' garbage
+            # collector, so their pages stay shared instead of being copied into each worker.
+            gc.freeze()
+            try:
+                self._pool = multiprocessing.get_context(method).Pool(
+                    self.count, _ignore_interrupts
+                )
+            finally:
+                gc.unfreeze()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+    def map(self, function: Callable, tasks: Sequence, parallel: int) -> Iterable:
+        """Yield ``function`` of each task, in any order, on up to ``parallel`` processes."""
+        if self._pool is None or parallel <= 1:
+            return map(function, tasks)
+        return self._pool.imap_unordered(function, tasks)
 
 
 def _ignore_interrupts() -> None:
