@@ -32,7 +32,8 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
     """Return the report document (plain dicts, lists, ints, floats and strings)."""
 
     def rounded(value: float) -> float:
-        return float(f"{value:.{digits}g}") if digits else float(value)
+        # 0 needs no formatting, and most classes of a large label space are absent.
+        return float(f"{value:.{digits}g}") if digits and value else float(value)
 
     counts = result.counts
     names = result.names or [None] * counts.num_classes
