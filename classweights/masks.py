@@ -336,6 +336,8 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
             return _array_histogram(pixels, path)
     with _open_image(io.BytesIO(data), path, options) as image:
         frames = [_frame_histogram(frame, path) for frame in _frames(image)]
+    if len({frame.colour for frame in frames}) > 1:
+        raise MaskError(path, "has pages of colours and pages of class ids")
     return frames[0] if len(frames) == 1 else _sum_histograms(frames)
 
 

@@ -141,3 +141,9 @@ def test_explicit_num_classes_overrides_a_preset(tmp_path):
     doc = run_json("scan", tmp_path, "--preset", "voc", "--num-classes", "30")
     assert doc["num_classes"] == 30 and doc["classes"][0]["name"] is None
     assert doc["ignore_index"] == [255]
+
+
+def test_tiff_mixing_colour_and_index_pages_is_refused(tmp_path):
+    pages = [Image.new("L", (2, 2), 1), Image.new("RGB", (2, 2), (9, 9, 9))]
+    pages[0].save(tmp_path / "mixed.tif", save_all=True, append_images=pages[1:])
+    assert_one_line_error(run("scan", tmp_path), 3, "mixed.tif: has pages of colours and pages")
