@@ -147,3 +147,16 @@ def test_tiff_mixing_colour_and_index_pages_is_refused(tmp_path):
     pages = [Image.new("L", (2, 2), 1), Image.new("RGB", (2, 2), (9, 9, 9))]
     pages[0].save(tmp_path / "mixed.tif", save_all=True, append_images=pages[1:])
     assert_one_line_error(run("scan", tmp_path), 3, "mixed.tif: has pages of colours and pages")
+
+
+def test_json_has_one_line_per_class_whatever_the_names(tmp_path):
+    save_mask(tmp_path / "m" / "a.png", MASK_B, "P")
+    names = ['a}, {"b', 'c"}, {"d', "e"]  # what separates two classes in the JSON
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    args = ["--ignore-index", "255", "--class-names", tmp_path / "names.json"]
+    result = run("scan", tmp_path / "m", *args)
+    assert [c["name"] for c in json.loads(result.stdout)["classes"]] == names
+    lines = result.stdout.splitlines()
+    start = lines.index('  "classes": [')
+    rows = [json.loads(line.strip().rstrip(",")) for line in lines[start + 1 : start + 4]]
+    assert [row["name"] for row in rows] == names
