@@ -152,7 +152,7 @@ class LabelSpec:
         return Classified(codes[keep], counts[keep], ignored, unexpected)
 
     def describe(self, key: Key) -> str:
-        """Return what is wrong with an unexpected value, and what to do about it."""
+        """Return what is wrong with an unexpected value (`advice` says what to do)."""
         kind, value = key
         if kind == "colour":
             return f"colour {colour_hex(value)} is not in the colour map"
@@ -167,6 +167,7 @@ class LabelSpec:
         )
 
     def advice(self, key: Key) -> str:
+        """Return what to do about an unexpected value."""
         kind, value = key
         if kind == "colour":
             return "add it to the colour map, or pass --unknown-colors ignore"
