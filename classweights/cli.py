@@ -507,6 +507,7 @@ def check_command(
     """
     if (baseline is None) != (max_drift is None):
         raise click.UsageError("--baseline and --max-drift go together")
+    baseline = load(baseline) if baseline else None  # before the scan: a bad path fails fast
     reading = _reading(**options)
     reading = replace(reading, spec=replace(reading.spec, allowed_values=allowed_values))
     display = _display(quiet)
@@ -516,7 +517,7 @@ def check_command(
         min_share=min_share,
         max_imbalance=max_imbalance,
         images=images,
-        baseline=load(baseline) if baseline else None,
+        baseline=baseline,
         max_drift=max_drift,
     )
     masks = find_masks(paths, reading.pattern) if images else ()

@@ -149,7 +149,7 @@ def _expand(arg: str, pattern: str | None) -> list[MaskFile]:
         return [MaskFile(arg, Path(arg).name)]
     if glob.has_magic(arg):
         # Names are relative to the part of the glob before its first wildcard.
-        fixed = Path(*[p for p in _until_magic(Path(arg).parts)]) if Path(arg).parts else Path()
+        fixed = Path(*_until_magic(Path(arg).parts))
         masks: list[MaskFile] = []
         for match in sorted(glob.glob(arg, recursive=True)):
             if os.path.isdir(match):
@@ -335,22 +335,24 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         if pixels is not None:
             return _array_histogram(pixels, path)
     with _open_image(io.BytesIO(data), path, options) as image:
-        frames = [_frame_histogram(frame, path) for frame in _frames(image)]
-    if len({frame.colour for frame in frames}) > 1:
-        raise MaskError(path, "has pages of colours and pages of class ids")
+        frames = [_frame_histogram(frame, path) for frame in _frames(image, path)]
     return frames[0] if len(frames) == 1 else _sum_histograms(frames)
 
 
-def _frames(image: Image.Image) -> Iterable[Image.Image]:
+def _frames(image: Image.Image, path: str) -> Iterable[Image.Image]:
     """Yield the frames to count: every page of a TIFF (the slices of one label volume); the
     first frame of anything else (an animated GIF or PNG is not a stack of masks, and Pillow
-    turns GIF frames after the first into RGB)."""
+    turns GIF frames after the first into RGB). Pages must all be colours or all class ids."""
     if image.format != "TIFF":
         yield image
         return
     from PIL import ImageSequence
 
-    yield from ImageSequence.Iterator(image)
+    colour = image.mode in COLOUR_MODES
+    for frame in ImageSequence.Iterator(image):
+        if (frame.mode in COLOUR_MODES) != colour:
+            raise MaskError(path, "has pages of colours and pages of class ids")
+        yield frame
 
 
 def _frame_histogram(image: Image.Image, path: str) -> Histogram:
@@ -369,7 +371,7 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     if reader is not None:
         return reader(path, options.npz_key), False
     with _open_image(path, path, options) as image:
-        frames = [_image_array(frame, path) for frame in _frames(image)]
+        frames = [_image_array(frame, path) for frame in _frames(image, path)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
 

@@ -160,3 +160,19 @@ def test_json_has_one_line_per_class_whatever_the_names(tmp_path):
     start = lines.index('  "classes": [')
     rows = [json.loads(line.strip().rstrip(",")) for line in lines[start + 1 : start + 4]]
     assert [row["name"] for row in rows] == names
+
+
+def test_mixed_tiff_is_refused_with_a_region_too(tmp_path):
+    (tmp_path / "labels").mkdir()
+    pages = [Image.new("L", (2, 2), 1), Image.new("RGB", (2, 2), (9, 9, 9))]
+    pages[0].save(tmp_path / "labels" / "m.tif", save_all=True, append_images=pages[1:])
+    save_mask(tmp_path / "fov" / "m.png", np.ones((2, 2)))
+    result = run("scan", tmp_path / "labels", "--roi", tmp_path / "fov")
+    assert_one_line_error(result, 3, "m.tif: has pages of colours and pages")
+
+
+def test_unreadable_baseline_fails_before_the_scan(tmp_path):
+    # The masks' folder is missing too: the error names the baseline, read first.
+    result = run("check", tmp_path / "nothing", "--baseline", tmp_path / "none.json",
+                 "--max-drift", "0.1")  # fmt: skip
+    assert_one_line_error(result, 3, "none.json", "cannot read report")
