@@ -461,10 +461,13 @@ def _count(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(at) * RUN_DENSITY < flat.size:
         # A mask is long runs of one label: counting the runs takes a fraction of the time of
         # counting every pixel. Float weights are exact: every sum is far below 2**53.
-        lengths = np.diff(at, append=flat.size)
-        if flat.dtype == np.uint8:  # 256 bins: cheaper than sorting the runs' values
-            return _dense(np.bincount(flat[at], weights=lengths, minlength=256).astype(np.int64))
-        values, slot = np.unique(flat[at], return_inverse=True)
+        lengths = np.empty(len(at), np.int64)
+        np.subtract(at[1:], at[:-1], out=lengths[:-1])
+        lengths[-1] = flat.size - at[-1]
+        runs = flat[at]
+        if flat.dtype.kind == "u" and flat.dtype.itemsize <= 2:  # at most 65536 bins
+            return _dense(np.bincount(runs, weights=lengths))
+        values, slot = np.unique(runs, return_inverse=True)
         counts = np.bincount(slot, weights=lengths).astype(np.int64)
         return values.astype(np.int64), counts
     if flat.dtype == np.uint8:
@@ -488,7 +491,7 @@ def _integral(array: np.ndarray, path: object) -> np.ndarray:
 
 
 def _dense(histogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    values = np.flatnonzero(histogram)
+    values = np.flatnonzero(histogram != 0)  # numpy finds non-zeros fastest in a bool array
     return values.astype(np.int64), histogram[values].astype(np.int64)
 
 

@@ -177,13 +177,20 @@ def count_masks(
 def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) -> ClassCounts:
     masks, spec, options, skip_errors = task
     counts = ClassCounts.zeros(spec.num_classes or 0)
+    histograms, paths = [], []
     for mask in masks:
         try:
-            counts.add_mask(read_histogram(mask, options), spec, mask.path)
+            histogram = read_histogram(mask, options)
+            if histogram.colour:  # classified now: without a colour map it is an error
+                counts.add_mask(histogram, spec, mask.path)
+            else:
+                histograms.append(histogram)
+                paths.append(mask.path)
         except MaskError as error:
             if not skip_errors:
                 raise
             counts.errors.append((error.path, error.message))
+    counts.add_masks(histograms, spec, paths)
     return counts
 
 

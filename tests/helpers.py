@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,31 +66,43 @@ def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
 
 
 def encode_png(
-    ids, *, filter_type: int = 0, level: int = 6, chunks: int = 1, palette: bool = True
+    ids,
+    *,
+    filter_type: int | Sequence[int] = 0,
+    level: int = 6,
+    chunks: int = 1,
+    palette: bool = True,
+    depth: int = 8,
 ) -> bytes:
-    """Return a hand-written 8-bit PNG of ``ids``: every row with ``filter_type`` (PNG spec,
-    section 9.2), the stream compressed at zlib ``level`` and split into ``chunks`` IDATs."""
+    """Return a hand-written gray or palette PNG of ``ids``: rows filtered with ``filter_type``
+    (one for all rows, or one per row; PNG spec, section 9.2), the stream compressed at zlib
+    ``level`` and split into ``chunks`` IDATs. ``depth`` 16 stores big-endian 16-bit gray."""
     import struct
     import zlib
 
-    x = np.asarray(ids, np.int64)
-    height, width = x.shape
-    a = np.pad(x, ((0, 0), (1, 0)))[:, :-1]  # the byte to the left
+    ids = np.asarray(ids)
+    height, width = ids.shape
+    bpp = depth // 8
+    x = ids.astype(">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(height, -1)
+    x = x.astype(np.int64)
+    a = np.pad(x, ((0, 0), (bpp, 0)))[:, :-bpp]  # the byte a pixel to the left
     b = np.pad(x, ((1, 0), (0, 0)))[:-1]  # the byte above
-    c = np.pad(x, ((1, 0), (1, 0)))[:-1, :-1]  # above and to the left
+    c = np.pad(x, ((1, 0), (bpp, 0)))[:-1, :-bpp]  # above and a pixel to the left
     p = a + b - c
     pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
     paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-    predictor = {0: 0, 1: a, 2: b, 3: (a + b) // 2, 4: paeth}[filter_type]
+    predictors = [0 * x, a, b, (a + b) // 2, paeth]
+    kinds = np.broadcast_to(np.asarray(filter_type), (height,))
+    predictor = np.choose(kinds[:, None], predictors)
     filtered = ((x - predictor) % 256).astype(np.uint8)
-    raw = np.hstack([np.full((height, 1), filter_type, np.uint8), filtered]).tobytes()
+    raw = np.hstack([kinds[:, None].astype(np.uint8), filtered]).tobytes()
     stream = zlib.compress(raw, level)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 3 if palette else 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, depth, 3 if palette else 0, 0, 0, 0)
     out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
     if palette:
         out += chunk(b"PLTE", bytes(range(256)) * 3)

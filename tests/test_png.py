@@ -159,12 +159,85 @@ def test_libpng_decodes_filtered_gray_pngs_as_pillow_does(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", ["L", "I;16"])
-def test_without_imagecodecs_pillow_counts_the_same(tmp_path, mode, monkeypatch):
+def test_without_imagecodecs_numpy_counts_the_same(tmp_path, mode, monkeypatch):
     ids = np.arange(48).reshape(6, 8) % 7 * (1000 if mode == "I;16" else 1)
     path = save_mask(tmp_path / "m.png", ids, mode)
     with_libpng = read_histogram(path)
     monkeypatch.setattr(png, "_libpng", lambda: None)
-    assert png.decode(path.read_bytes(), png.layout(path.read_bytes()), MAX_PIXELS) is None
+    data = path.read_bytes()
+    assert np.array_equal(png.decode(data, png.layout(data), MAX_PIXELS), ids)
     without = read_histogram(path)
     assert without.values.tolist() == with_libpng.values.tolist()
     assert without.counts.tolist() == with_libpng.counts.tolist() == [7] * 6 + [6]
+
+
+# --- rows reconstructed with numpy (png.unfilter) --------------------------------------------
+
+ROW_FILTERS = [0, 1, 2, 4]  # all but Average, which unfilter leaves to libpng or Pillow
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("filter_type", ROW_FILTERS)
+def test_unfilter_reconstructs_each_filter_type(depth, filter_type):
+    ids = IDS * (257 if depth == 16 else 1)  # 16-bit: both bytes of a sample vary
+    data = encode_png(ids, filter_type=filter_type, depth=depth, palette=False)
+    pixels = png.unfilter(png.layout(data))
+    assert pixels.dtype == (np.uint16 if depth == 16 else np.uint8)
+    assert pixels.tolist() == ids.tolist()
+    assert np.array_equal(pillow_pixels(data), ids)  # the test's own encoder is right
+
+
+def test_unfilter_mixes_filter_types_row_by_row_in_palette_pngs_too():
+    ids = np.tile(IDS, (2, 1))
+    data = encode_png(ids, filter_type=[4, 2, 1, 0, 4, 4])
+    assert png.rows(png.layout(data), MAX_PIXELS) is None  # filtered: not the plain path
+    assert png.unfilter(png.layout(data)).tolist() == ids.tolist()
+
+
+def test_an_average_row_is_left_to_libpng_or_pillow(tmp_path, monkeypatch):
+    data = encode_png(IDS, filter_type=[2, 3, 4], palette=False)
+    assert png.unfilter(png.layout(data)) is None
+    monkeypatch.setattr(png, "WIDE_ROW", 1)  # every row is wide: numpy first
+    for libpng in (png._libpng, lambda: None):  # with imagecodecs, and without (Pillow)
+        monkeypatch.setattr(png, "_libpng", libpng)
+        assert read_histogram_of(data).counts.tolist() == [3, 4, 2, 3, 2, 2, 2]
+
+
+def test_wide_rows_go_to_numpy_and_narrow_ones_to_libpng(monkeypatch):
+    monkeypatch.setattr(png, "unfilter", lambda layout: "numpy")
+    monkeypatch.setattr(png, "_decode_libpng", lambda data, layout: "libpng")
+    monkeypatch.setattr(png, "_libpng", lambda: "imagecodecs is installed")
+    for ids, depth, path in [
+        (np.tile(IDS, (1, 342)), 8, "numpy"),  # 2052 bytes a row
+        (np.tile(IDS, (1, 171)), 16, "numpy"),  # 1026 pixels, 2052 bytes
+        (np.tile(IDS, (1, 170)), 16, "libpng"),  # 2040 bytes
+    ]:
+        data = encode_png(ids, filter_type=4, depth=depth, palette=False)
+        assert png.decode(data, png.layout(data), MAX_PIXELS) == path
+    monkeypatch.setattr(png, "_libpng", lambda: None)
+    assert png.decode(data, png.layout(data), MAX_PIXELS) == "numpy"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    data=st.data(),
+    depth=st.sampled_from([8, 16]),
+    shape=st.tuples(st.integers(1, 12), st.integers(1, 30)),
+    blocky=st.booleans(),
+)
+def test_unfilter_reconstructs_random_masks(data, depth, shape, blocky):
+    high = 255 if depth == 8 else 65535
+    if blocky:  # runs of a few values, as masks have: the joins of Paeth rows matter there
+        values = data.draw(st.lists(st.integers(0, high), min_size=1, max_size=4))
+        cells = data.draw(
+            arrays(np.int64, (shape[0], -(-shape[1] // 4)), elements=st.sampled_from(values))
+        )
+        ids = np.repeat(cells, 4, axis=1)[:, : shape[1]]
+    else:
+        ids = data.draw(arrays(np.int64, shape, elements=st.integers(0, high)))
+    filters = data.draw(
+        st.lists(st.sampled_from(ROW_FILTERS), min_size=shape[0], max_size=shape[0])
+    )
+    encoded = encode_png(ids, filter_type=filters, depth=depth, palette=False)
+    assert png.unfilter(png.layout(encoded)).tolist() == ids.tolist()
+    assert np.array_equal(pillow_pixels(encoded), ids)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from classweights import ClassCounts, LabelSpec, scan
+from classweights.masks import Histogram
 from helpers import save_mask
 
 SCAN = sys.modules["classweights.scan"]
@@ -82,3 +83,43 @@ def test_same_counts_for_1_2_and_3_workers(masks):
     finally:
         SCAN.POOL_MIN_FILES = pool_min
     assert results[0] == results[1] == results[2]
+
+
+SPECS = [
+    LabelSpec(),
+    LabelSpec(ignore_index=(255,)),
+    LabelSpec(num_classes=5, ignore_index=(255, 65535)),
+    LabelSpec(mapping=((1, 0), (2, 0), (255, 3))),  # many values onto one class
+    LabelSpec(reduce_zero_label=True),
+    LabelSpec(allowed_values=(0, 1, 2, 255)),
+    LabelSpec(colors=((0xFF0000, 1), (0x00FF00, 2)), ignore_index=(255,)),
+]
+
+#: Index values in and out of the lookup table (negative, above 65535), and colours.
+index_values = st.one_of(st.integers(0, 9), st.sampled_from([255, 65535, 70000, -3]))
+colour_values = st.sampled_from([0xFF0000, 0x00FF00, 0x0000FF])
+
+
+@st.composite
+def histograms(draw, values):
+    distinct = sorted(draw(st.lists(values, unique=True, max_size=6)))
+    counts = draw(st.lists(st.integers(1, 10**6), min_size=len(distinct), max_size=len(distinct)))
+    return Histogram(
+        np.array(distinct, np.int64), np.array(counts, np.int64), values is colour_values
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=st.sampled_from(SPECS),
+    masks=st.lists(st.one_of(histograms(index_values), histograms(colour_values)), max_size=16),
+)
+def test_adding_masks_at_once_equals_adding_them_one_by_one(spec, masks):
+    if not spec.colors:
+        masks = [m for m in masks if not m.colour]  # an error without a colour map
+    paths = [f"{i:02d}.png" for i in range(len(masks))]
+    one_by_one, at_once = ClassCounts.zeros(), ClassCounts.zeros()
+    for mask, path in zip(masks, paths, strict=True):
+        one_by_one.add_mask(mask, spec, path)
+    at_once.add_masks(masks, spec, paths)
+    assert at_once == one_by_one + ClassCounts.zeros()  # + sorts the unexpected values
