@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -65,8 +65,7 @@ _READ_ERRORS = (
 )
 
 
-@dataclass(frozen=True, slots=True)  # slots: a scan holds one of these per mask
-class MaskFile:
+class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends them to workers
     """A mask to count.
 
     ``path`` opens it; ``name`` is its path relative to the directory it was found in (or to
@@ -122,40 +121,41 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
     found: list[MaskFile] = []
     seen: set[str] = set()
     for arg in paths:
-        for mask in _expand(arg, pattern):
+        for path, name in _expand(arg, pattern):
             # Repeats are the same path given twice (masks/ and masks/a.png), not two paths
             # to one file: git-annex and DVC link identical masks to one stored object. One
             # folder alone cannot repeat a path: no set of every path is kept then.
             if len(paths) > 1:
-                where = os.path.abspath(mask.path)
+                where = os.path.abspath(path)
                 if where in seen:
                     continue
                 seen.add(where)
             try:
-                size = os.stat(mask.path).st_size
+                size = os.stat(path).st_size
             except OSError as error:  # a dangling link, a link loop
-                raise MaskError(mask.path, f"cannot read mask: {error.strerror}") from None
-            found.append(MaskFile(mask.path, mask.name, size))
+                raise MaskError(path, f"cannot read mask: {error.strerror}") from None
+            found.append(MaskFile(path, name, size))
     if not found:
         narrowed = f" matching {pattern!r}" if pattern else ""
         raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
     return found
 
 
-def _expand(arg: str, pattern: str | None) -> list[MaskFile]:
+def _expand(arg: str, pattern: str | None) -> list[tuple[str, str]]:
+    """Return the (path, name) of each mask that ``arg`` names."""
     if os.path.isdir(arg):
         return _walk(arg, pattern)
     if os.path.isfile(arg):
-        return [MaskFile(arg, Path(arg).name)]
+        return [(arg, Path(arg).name)]
     if glob.has_magic(arg):
         # Names are relative to the part of the glob before its first wildcard.
         fixed = Path(*_until_magic(Path(arg).parts))
-        masks: list[MaskFile] = []
+        masks: list[tuple[str, str]] = []
         for match in sorted(glob.glob(arg, recursive=True)):
             if os.path.isdir(match):
                 masks += _walk(match, pattern)
             elif not Path(match).name.startswith("."):
-                masks.append(MaskFile(match, Path(os.path.relpath(match, fixed)).as_posix()))
+                masks.append((match, Path(os.path.relpath(match, fixed)).as_posix()))
         return masks
     raise InputError(f"{arg}: no such file or directory")
 
@@ -167,7 +167,7 @@ def _until_magic(parts: tuple[str, ...]) -> Iterable[str]:
         yield part
 
 
-def _walk(root: str, pattern: str | None) -> list[MaskFile]:
+def _walk(root: str, pattern: str | None) -> list[tuple[str, str]]:
     def wanted(name: str, relative: str) -> bool:
         if name.startswith("."):
             return False
@@ -186,9 +186,10 @@ def _walk(root: str, pattern: str | None) -> list[MaskFile]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         prefix = Path(os.path.relpath(folder, root)).as_posix() + "/"
         prefix = "" if prefix == "./" else prefix
+        folder = os.path.join(folder, "")  # with one separator at the end, as join gives
         for name in sorted(files):
             if wanted(name, prefix + name):
-                masks.append(MaskFile(os.path.join(folder, name), prefix + name))
+                masks.append((folder + name, prefix + name))
     return masks
 
 
@@ -202,7 +203,7 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
     Raises `MaskError` naming the first mask that has no region file.
     """
-    regions = {stem(m.name): m.path for m in _walk(os.fspath(region_dir), None)}
+    regions = {stem(name): path for path, name in _walk(os.fspath(region_dir), None)}
     refuse_twins(masks)
     paired = []
     for mask in masks:
@@ -322,7 +323,7 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
         return _array_histogram(reader(path, options.npz_key), path)
-    with open(path, "rb") as file:
+    with open(path, "rb", buffering=0) as file:  # read whole at once: a buffer only costs
         data = file.read()
     layout = png.layout(data)
     if layout is not None:
