@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
@@ -252,21 +253,22 @@ class Workers:
 def _dispatch(function: Callable, tasks: Iterator, children: list[_Child]) -> Iterator:
     """Yield results as workers finish, giving each the next task as it hands one back."""
     working: dict[int, _Child] = {}
-    for child in children:
+
+    def give(child: _Child) -> None:
         task = next(tasks, _DONE)
-        if task is _DONE:
-            break
-        child.send(function, task)
-        working[child.results.fileno()] = child
+        if task is not _DONE:
+            child.send(function, task)
+            working[child.results.fileno()] = child
+
+    for child in children:
+        give(child)
     while working:
         ready, _, _ = select.select(list(working), [], [])
         for descriptor in ready:
             child = working.pop(descriptor)
-            yield child.receive()
-            task = next(tasks, _DONE)
-            if task is not _DONE:
-                child.send(function, task)
-                working[descriptor] = child
+            result = child.receive()
+            give(child)  # first: the worker goes on while this process adds the result up
+            yield result
 
 
 _DONE = object()
@@ -298,26 +300,34 @@ class _Child:
         self.results = os.fdopen(result_out, "rb")
 
     def send(self, function: Callable, task: object) -> None:
-        pickle.dump((function, task), self.tasks, pickle.HIGHEST_PROTOCOL)
-        self.tasks.flush()
+        try:
+            pickle.dump((function, task), self.tasks, pickle.HIGHEST_PROTOCOL)
+            self.tasks.flush()
+        except BrokenPipeError:
+            raise self._ended() from None
 
     def receive(self) -> object:
         """Return the worker's result, or raise its error."""
         try:
             ok, value = pickle.load(self.results)
         except EOFError:
-            _, status = os.waitpid(self.pid, 0)
-            self.pid = 0
-            raise ClassWeightsError(
-                f"a worker process ended unexpectedly ({_ending(status)}); "
-                "run with --workers 1 to see which mask it was reading"
-            ) from None
+            raise self._ended() from None
         if not ok:
             raise value
         return value
 
+    def _ended(self) -> ClassWeightsError:
+        """Reap a worker that ended on its own (a crash, the kernel's out-of-memory killer)."""
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        return ClassWeightsError(
+            f"a worker process ended unexpectedly ({_ending(status)}); "
+            "run with --workers 1 to see which mask it was reading"
+        )
+
     def end(self) -> None:
-        self.tasks.close()
+        with contextlib.suppress(BrokenPipeError):  # what a dead worker was not sent
+            self.tasks.close()
         self.results.close()
         if self.pid:
             os.kill(self.pid, signal.SIGTERM)  # idle, or still reading when Ctrl-C came

@@ -206,7 +206,6 @@ def test_an_average_row_is_left_to_libpng_or_pillow(tmp_path, monkeypatch):
 def test_wide_rows_go_to_numpy_and_narrow_ones_to_libpng(monkeypatch):
     monkeypatch.setattr(png, "unfilter", lambda layout: "numpy")
     monkeypatch.setattr(png, "_decode_libpng", lambda data, layout: "libpng")
-    monkeypatch.setattr(png, "_libpng", lambda: "imagecodecs is installed")
     for ids, depth, path in [
         (np.tile(IDS, (1, 342)), 8, "numpy"),  # 2052 bytes a row
         (np.tile(IDS, (1, 171)), 16, "numpy"),  # 1026 pixels, 2052 bytes
@@ -214,8 +213,16 @@ def test_wide_rows_go_to_numpy_and_narrow_ones_to_libpng(monkeypatch):
     ]:
         data = encode_png(ids, filter_type=4, depth=depth, palette=False)
         assert png.decode(data, png.layout(data), MAX_PIXELS) == path
-    monkeypatch.setattr(png, "_libpng", lambda: None)
+    # Where libpng does not apply (imagecodecs missing, a palette PNG), numpy after all.
+    monkeypatch.setattr(png, "_decode_libpng", lambda data, layout: None)
     assert png.decode(data, png.layout(data), MAX_PIXELS) == "numpy"
+
+
+def test_narrow_filtered_palette_pngs_are_rebuilt_by_numpy(monkeypatch):
+    data = encode_png(IDS, filter_type=[4, 2, 1])  # libpng would give colours, not indices
+    assert np.array_equal(png.decode(data, png.layout(data), MAX_PIXELS), IDS)
+    monkeypatch.setattr(png, "unfilter", lambda layout: None)
+    assert png.decode(data, png.layout(data), MAX_PIXELS) is None  # then Pillow reads it
 
 
 @settings(max_examples=80, deadline=None)
