@@ -18,7 +18,7 @@ on the machine spreads over all three):
 - ``speed-up`` is naive / scan: what the tool saves over the script people write (on RGB
   masks the naive time, marked ``~``, is extrapolated from every 20th mask);
 - ``scan/decode`` is scan / decode: below 1 means counting costs less than Pillow's decoding
-  alone, which is possible because the tool inflates plain 8-bit PNGs itself;
+  alone, which is possible because the tool inflates PNGs itself, each in one call;
 - ``spread`` is the largest (max - min) / median of the three timings: how far to trust them;
 - ``peak`` is the peak resident memory of the scan's main process plus that of its largest
   worker; the memory line compares it at 2,000 and 20,000 masks, where a ratio near 1 says

@@ -140,7 +140,7 @@ class LabelSpec:
                 unexpected += _tally("colour", values[~known], counts[~known])
             values, counts = ids[known], counts[known]
             codes = self._codes(values)
-        elif values.size and values[0] >= 0 and values[-1] < TABLE_SIZE:  # values are sorted
+        elif _in_table(histogram):
             codes = self._table[values]
         else:
             codes = self._codes(values)
@@ -188,7 +188,7 @@ def _code_table(spec: LabelSpec) -> np.ndarray:
 
 def _in_table(histogram: Histogram) -> bool:
     """Whether all of a mask's values are index values that `LabelSpec._table` covers."""
-    values = histogram.values
+    values = histogram.values  # sorted
     return not histogram.colour and (not values.size or 0 <= values[0] <= values[-1] < TABLE_SIZE)
 
 
@@ -303,7 +303,8 @@ class ClassCounts:
 
         Classifying a mask on its own takes as many numpy calls as counting it. Here the
         values of all index masks are looked up at once and summed per (mask, class) in one
-        weighted bincount. Colour masks, values outside the lookup table and masks holding a
+        weighted bincount; memory grows with the masks' distinct values, never with masks
+        times classes. Colour masks, values outside the lookup table and masks holding a
         value that may not occur (tallied with its file) go through `add_mask`.
         """
         batch = [i for i, h in enumerate(histograms) if _in_table(h)]
@@ -323,22 +324,21 @@ class ClassCounts:
         pixels = np.concatenate([h.counts for h in histograms]).astype(np.float64)
         counted = codes >= 0  # float sums are exact: each is far below 2**53
         self.ignored += int(pixels[codes == IGNORED].sum())
-        if counted.any() and codes.max() >= self.num_classes:
+        if counted.any() and codes.max() >= self.num_classes:  # K is the largest label + 1
             grown = self.resized(int(codes.max()) + 1)
             self.pixels, self.images, self.image_pixels = grown._arrays()
-        # Columns for the classes that occur, not all K: K may be tens of thousands.
-        classes, column = np.unique(codes[counted], return_inverse=True)
-        cells = np.bincount(
-            owner[counted] * len(classes) + column,
-            weights=pixels[counted],
-            minlength=len(batch) * len(classes),
-        ).reshape(len(batch), len(classes))  # pixels of each class in each mask
-        occurs = cells > 0
-        self.pixels[classes] += cells.sum(axis=0).astype(np.int64)
-        self.images[classes] += occurs.sum(axis=0)
-        sizes = np.bincount(owner, weights=pixels, minlength=len(batch))
-        self.image_pixels[classes] += (sizes @ occurs).astype(np.int64)
         self.files += len(batch)
+        if not counted.any():
+            return
+        # Sums per (mask, class) pair that occurs: a remap may send two values to one class.
+        k = self.num_classes
+        pairs, pair = np.unique(owner[counted] * k + codes[counted], return_inverse=True)
+        pair_pixels = np.bincount(pair, weights=pixels[counted])
+        mask, label = np.divmod(pairs, k)
+        sizes = np.bincount(owner, weights=pixels, minlength=len(batch))  # all of each mask
+        self.pixels += np.bincount(label, weights=pair_pixels, minlength=k).astype(np.int64)
+        self.images += np.bincount(label, minlength=k)
+        self.image_pixels += np.bincount(label, weights=sizes[mask], minlength=k).astype(np.int64)
 
     def __add__(self, other: ClassCounts) -> ClassCounts:
         size = max(self.num_classes, other.num_classes)

@@ -34,8 +34,17 @@ _NONE, _SUB, _UP, _AVERAGE, _PAETH = range(5)  # filter types
 
 #: Rows of at least this many bytes are reconstructed by `unfilter` rather than libpng:
 #: Python's cost is per row and libpng's per byte. bench/run.py's 2048x1024 masks (rows of
-#: 2048 and 4096 bytes) decode in a third of libpng's time so; at 512 pixels libpng is faster.
+#: 2048 and 4096 bytes) decode in a third of libpng's time so; at 512 pixels libpng is faster
+#: for 8-bit masks and about as fast for 16-bit ones.
 WIDE_ROW = 2048
+
+#: `unfilter` gives way to libpng on a Paeth row whose row above has more than 64 edges and
+#: one more often than once in this many bytes: masks have one in a hundred bytes or fewer,
+#: noise one in every byte.
+BYTES_PER_JOIN = 32
+
+#: Bit depths the PNG specification allows for each colour type (section 11.2.2).
+_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
 
 class Layout(NamedTuple):
@@ -57,23 +66,30 @@ def rows(layout: Layout, max_pixels: int) -> np.ndarray | None:
     not apply (not an 8-bit gray or palette PNG, interlaced, filtered, damaged, or more than
     ``max_pixels``, which Pillow's path then refuses).
     """
+    if layout.depth != 8 or layout.width * layout.height > max_pixels:
+        return None
+    lines = _scanlines(layout)
+    return None if lines is None or lines[:, 0].any() else lines
+
+
+def _scanlines(layout: Layout) -> np.ndarray | None:
+    """Return the inflated scanlines of a gray or palette PNG of 8 or 16 bits, as a (height,
+    1 + bytes a row) uint8 array, filter bytes first; None for another layout or a damaged
+    stream (the inflate checks the Adler-32, and the size is checked here)."""
     if (
         not layout.plain
-        or layout.depth != 8
+        or layout.depth not in (8, 16)
         or layout.colour_type not in (_GRAY, _PALETTE)
-        or layout.width * layout.height > max_pixels
     ):
         return None
-    width, height = layout.width, layout.height
-    size = height * (width + 1)
+    stride = 1 + layout.width * layout.depth // 8
     try:
-        raw = deflate.zlib_decompress(layout.stream, size)  # checks the Adler-32 too
+        raw = deflate.zlib_decompress(layout.stream, layout.height * stride)
     except deflate.DeflateError:
         return None
-    if len(raw) != size:
+    if len(raw) != layout.height * stride:
         return None
-    pixels = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
-    return None if pixels[:, 0].any() else pixels
+    return np.frombuffer(raw, np.uint8).reshape(layout.height, stride)
 
 
 def decode(data: bytes, layout: Layout, max_pixels: int) -> np.ndarray | None:
@@ -101,23 +117,12 @@ def unfilter(layout: Layout) -> np.ndarray | None:
     The stream is inflated in one call, then each row is reconstructed (PNG specification,
     section 9.2): None and Sub rows stand alone, an Up row adds the row above, and `_paeth`
     solves a Paeth row. None means this path does not apply: an Average row (each of its
-    bytes waits for the one before), another kind of PNG, or damaged.
+    bytes waits for the one before), a Paeth row below noise, another kind of PNG, or damaged.
     """
-    if (
-        not layout.plain
-        or layout.depth not in (8, 16)
-        or layout.colour_type not in (_GRAY, _PALETTE)
-    ):
+    rows = _scanlines(layout)
+    if rows is None:
         return None
-    bpp, width, height = layout.depth // 8, layout.width, layout.height
-    size = height * (width * bpp + 1)
-    try:
-        raw = deflate.zlib_decompress(layout.stream, size)
-    except deflate.DeflateError:
-        return None
-    if len(raw) != size:
-        return None
-    rows = np.frombuffer(raw, np.uint8).reshape(height, -1)
+    bpp, width = layout.depth // 8, layout.width
     filters = rows[:, 0].tolist()
     if not set(filters) <= {_NONE, _SUB, _UP, _PAETH}:
         return None
@@ -129,15 +134,16 @@ def unfilter(layout: Layout) -> np.ndarray | None:
         elif kind == _SUB:
             lanes = row.reshape(width, bpp)  # each byte adds the one a pixel before it
             np.cumsum(lanes, axis=0, dtype=np.uint8, out=lanes)
-        elif kind == _PAETH:
-            _paeth(row, above, width, bpp)
+        elif kind == _PAETH and not _paeth(row, above, width, bpp):
+            return None
         above = row
     # 16-bit samples are big-endian; numpy compares and counts them faster in native order.
     return pixels.view(">u2").astype(np.uint16) if bpp == 2 else pixels
 
 
-def _paeth(row: np.ndarray, above: np.ndarray, width: int, bpp: int) -> None:
-    """Reconstruct a Paeth row in place (PNG specification, section 9.4).
+def _paeth(row: np.ndarray, above: np.ndarray, width: int, bpp: int) -> bool:
+    """Reconstruct a Paeth row in place (PNG specification, section 9.4); False, the row
+    left as it was, when the row above has so many edges that libpng would be faster.
 
     Each byte adds the predictor of a (left), b (above) and c (upper left) in its lane, the
     bytes at one position of every pixel; a lane's first byte has a = c = 0. Where b == c the
@@ -153,6 +159,8 @@ def _paeth(row: np.ndarray, above: np.ndarray, width: int, bpp: int) -> None:
     joins = b != c
     joins[:, 0] = True  # each lane starts a run
     at = np.flatnonzero(joins)
+    if len(at) > max(64, row.size // BYTES_PER_JOIN):  # noise, not a mask: each costs 1 us
+        return False
     offsets = []
     offset = 0  # what the current run adds to the running sum
     for position, x, up, corner, total, before in zip(
@@ -172,6 +180,7 @@ def _paeth(row: np.ndarray, above: np.ndarray, width: int, bpp: int) -> None:
         offsets.append(offset)
     run = np.cumsum(joins.reshape(-1)) - 1  # the join each byte follows
     raw[...] = (sums + np.array(offsets, np.uint8)[run]).reshape(bpp, width)
+    return True
 
 
 def _decode_libpng(data: bytes, layout: Layout) -> np.ndarray | None:
@@ -224,4 +233,6 @@ def layout(data: bytes) -> Layout | None:
     if header is None or not streams:
         return None
     width, height, depth, colour_type, *methods = header
+    if not width or not height or depth not in _DEPTHS.get(colour_type, ()):
+        return None  # not a valid PNG: Pillow says why
     return Layout(width, height, depth, colour_type, methods == [0, 0, 0], b"".join(streams))

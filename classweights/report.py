@@ -40,6 +40,8 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
     weights_out = [rounded(w) for w in weights.weights]
     freq = [rounded(f) for f in frequency(counts)]
     pos_weight = weights.pos_weight
+    # Python ints from whole arrays: one numpy scalar per class and field costs more.
+    columns = (counts.pixels.tolist(), counts.images.tolist(), counts.image_pixels.tolist())
     return {
         "classweights": __version__,
         "method": weights.method,
@@ -61,14 +63,16 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "classes": [
             {
                 "id": c,
-                "name": names[c],
-                "pixels": int(counts.pixels[c]),
-                "images": int(counts.images[c]),
-                "image_pixels": int(counts.image_pixels[c]),
-                "frequency": freq[c],
-                "weight": weights_out[c],
+                "name": name,
+                "pixels": pixels,
+                "images": images,
+                "image_pixels": image_pixels,
+                "frequency": f,
+                "weight": w,
             }
-            for c in range(counts.num_classes)
+            for c, (name, pixels, images, image_pixels, f, w) in enumerate(
+                zip(names, *columns, freq, weights_out, strict=True)
+            )
         ],
         "totals": {"files": counts.files, "pixels": counts.counted, "ignored": counts.ignored},
         "absent": weights.absent,

@@ -28,8 +28,12 @@ from .masks import (
 #: ``progress(done, total)``: files counted so far, out of how many.
 Progress = Callable[[int, int], None]
 
-#: Below this many files a pool costs more than it saves.
+#: Below this many files, workers cost more than they save.
 POOL_MIN_FILES = 64
+
+#: Masks are classified together until they hold this many distinct values between them,
+#: which keeps a worker's memory flat even for masks of thousands of instance ids.
+BATCH_VALUES = 1 << 16
 
 #: Workers are forked on Linux; fork is missing on Windows and unsafe on macOS.
 FORK = sys.platform.startswith("linux")
@@ -183,19 +187,24 @@ def count_masks(
 def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) -> ClassCounts:
     masks, spec, options, skip_errors = task
     counts = ClassCounts.zeros(spec.num_classes or 0)
-    histograms, paths = [], []
+    histograms, paths, values = [], [], 0
     for mask in masks:
         try:
             histogram = read_histogram(mask, options)
             if histogram.colour:  # classified now: without a colour map it is an error
                 counts.add_mask(histogram, spec, mask.path)
-            else:
-                histograms.append(histogram)
-                paths.append(mask.path)
+                continue
         except MaskError as error:
             if not skip_errors:
                 raise
             counts.errors.append((error.path, error.message))
+            continue
+        histograms.append(histogram)
+        paths.append(mask.path)
+        values += len(histogram.values)
+        if values > BATCH_VALUES:
+            counts.add_masks(histograms, spec, paths)
+            histograms, paths, values = [], [], 0
     counts.add_masks(histograms, spec, paths)
     return counts
 
@@ -218,6 +227,14 @@ class Workers:
         self._pool = None
 
     def __enter__(self) -> Workers:
+        try:
+            self._start()
+        except BaseException:  # a fork that failed, Ctrl-C: end the workers started so far
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
         if self.count > 1:
             # Frozen, this process's objects are left alone by the workers' garbage
             # collector, so their pages stay shared instead of being copied into each worker.
@@ -232,11 +249,11 @@ class Workers:
                     self._pool = multiprocessing.get_context().Pool(self.count, _ignore_interrupts)
             finally:
                 gc.unfreeze()
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         for child in self._children:
             child.end()
+        self._children = []
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
@@ -247,28 +264,36 @@ class Workers:
             return map(function, tasks)
         if self._pool is not None:
             return self._pool.imap_unordered(function, tasks)
-        return _dispatch(function, iter(tasks), self._children[:parallel])
+        return self._dispatch(function, iter(tasks), self._children[:parallel])
 
+    def _dispatch(self, function: Callable, tasks: Iterator, children: list[_Child]) -> Iterator:
+        """Yield results as workers finish, giving each the next task as it hands one back."""
+        working: dict[int, _Child] = {}
+        ready = select.poll()  # select() stops at descriptor 1024; a host may hold more
 
-def _dispatch(function: Callable, tasks: Iterator, children: list[_Child]) -> Iterator:
-    """Yield results as workers finish, giving each the next task as it hands one back."""
-    working: dict[int, _Child] = {}
+        def give(child: _Child) -> None:
+            task = next(tasks, _DONE)
+            if task is not _DONE:
+                child.send(function, task)
+                working[child.results.fileno()] = child
+                ready.register(child.results, select.POLLIN)
 
-    def give(child: _Child) -> None:
-        task = next(tasks, _DONE)
-        if task is not _DONE:
-            child.send(function, task)
-            working[child.results.fileno()] = child
-
-    for child in children:
-        give(child)
-    while working:
-        ready, _, _ = select.select(list(working), [], [])
-        for descriptor in ready:
-            child = working.pop(descriptor)
-            result = child.receive()
-            give(child)  # first: the worker goes on while this process adds the result up
-            yield result
+        try:
+            for child in children:
+                give(child)
+            while working:
+                for descriptor, _ in ready.poll():
+                    child = working.pop(descriptor)
+                    ready.unregister(descriptor)
+                    result = child.receive()
+                    give(child)  # first: the worker goes on while this process adds it up
+                    yield result
+        finally:
+            # A worker still busy when the map stops early (an error, the caller's break)
+            # would hand its result to the next map, and one that died is of no more use.
+            for child in [c for c in children if c in working.values() or not c.pid]:
+                child.end()
+                self._children.remove(child)
 
 
 _DONE = object()
@@ -281,7 +306,12 @@ class _Child:
     def __init__(self, siblings: list[_Child]) -> None:
         task_out, task_in = os.pipe()
         result_out, result_in = os.pipe()
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            for descriptor in (task_out, task_in, result_out, result_in):
+                os.close(descriptor)
+            raise
         if self.pid == 0:
             try:
                 # Only the parent may hold the siblings' pipes: a worker's crash must reach
@@ -342,7 +372,11 @@ def _serve(tasks: BinaryIO, results: BinaryIO) -> None:
             reply = (True, function(task))
         except Exception as error:
             reply = (False, error)
-        pickle.dump(reply, results, pickle.HIGHEST_PROTOCOL)
+        try:
+            message = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
+        except Exception as error:  # say what went wrong rather than die silently
+            message = pickle.dumps((False, RuntimeError(f"a worker cannot send back: {error}")))
+        results.write(message)
         results.flush()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import tempfile
+import zlib
 
 import numpy as np
 import pytest
@@ -248,3 +250,55 @@ def test_unfilter_reconstructs_random_masks(data, depth, shape, blocky):
     encoded = encode_png(ids, filter_type=filters, depth=depth, palette=False)
     assert png.unfilter(png.layout(encoded)).tolist() == ids.tolist()
     assert np.array_equal(pillow_pixels(encoded), ids)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "depth", "palette"),
+    [(0, 3, 8, True), (6, 0, 8, False), (6, 3, 16, True), (6, 3, 3, False)],
+)
+def test_headers_the_png_specification_forbids_are_left_to_pillow(
+    tmp_path, width, height, depth, palette
+):
+    data = bytearray(encode_png(IDS, depth=16 if depth == 16 else 8, palette=palette))
+    header = data.index(b"IHDR")
+    data[header + 4 : header + 13] = struct.pack(">IIB", width, height, depth)
+    crc = zlib.crc32(bytes(data[header : header + 17]))
+    data[header + 17 : header + 21] = struct.pack(">I", crc)
+    assert png.layout(bytes(data)) is None  # zero pixels, a 16-bit palette, 3 bits
+    (tmp_path / "odd.png").write_bytes(bytes(data))
+    with pytest.raises(MaskError, match=r"odd\.png: cannot read mask"):
+        read_histogram(tmp_path / "odd.png")
+
+
+def test_a_paeth_row_under_noise_is_left_to_libpng_or_pillow():
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 256, (3, 4096))
+    data = encode_png(noise, filter_type=[0, 4, 4], palette=False)
+    assert png.unfilter(png.layout(data)) is None  # thousands of joins in one row
+    if png._libpng() is not None:
+        assert np.array_equal(png.decode(data, png.layout(data), MAX_PIXELS), noise)
+    values, counts = np.unique(noise, return_counts=True)
+    histogram = read_histogram_of(data)
+    assert histogram.values.tolist() == values.tolist()
+    assert histogram.counts.tolist() == counts.tolist()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data=st.data(),
+    depth=st.sampled_from([8, 16]),
+    width=st.sampled_from([1023, 1024, 1025, 2047, 2048, 2049]),
+)
+def test_decode_is_pillow_on_either_side_of_a_wide_row(data, depth, width):
+    palette = depth == 8 and data.draw(st.booleans())
+    cells = data.draw(arrays(np.int64, (4, -(-width // 64)), elements=st.integers(0, 2**depth - 1)))
+    ids = np.repeat(cells, 64, axis=1)[:, :width]
+    filters = data.draw(st.lists(st.sampled_from([0, 1, 2, 3, 4]), min_size=4, max_size=4))
+    encoded = encode_png(ids, filter_type=filters, depth=depth, palette=palette)
+    pixels = png.decode(encoded, png.layout(encoded), MAX_PIXELS)
+    assert pixels is None or np.array_equal(pixels, ids)  # None: Pillow decodes it
+    assert np.array_equal(pillow_pixels(encoded), ids)
+    histogram = read_histogram_of(encoded)
+    values, counts = np.unique(ids, return_counts=True)
+    assert histogram.values.tolist() == values.tolist()
+    assert histogram.counts.tolist() == counts.tolist()
