@@ -327,12 +327,13 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         data = file.read()
     layout = png.layout(data)
     if layout is not None:
-        rows = png.rows(layout, options.max_pixels)
+        lines = png.scanlines(layout, options.max_pixels)
+        rows = None if lines is None else png.rows(layout, lines)
         if rows is not None:
             values, counts = _count(rows.reshape(-1))
             counts[0] -= rows.shape[0]  # the filter bytes, all 0, one a row
             return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
-        pixels = png.decode(data, layout, options.max_pixels)
+        pixels = png.decode(data, layout, options.max_pixels, lines)
         if pixels is not None:
             return _array_histogram(pixels, path)
     with _open_image(io.BytesIO(data), path, options) as image:

@@ -4,7 +4,7 @@ Pillow's PNG decoder inflates one scanline at a time. An 8-bit gray or palette P
 interlaced and whose scanlines all use filter type 0 (Pillow and libpng write palette images
 that way) can instead be inflated in one call, at several times the speed, and its bytes are
 then the pixel values: one filter byte, then ``width`` labels, per row (PNG specification,
-sections 7.2 and 9.2): `rows`. PNGs whose rows are filtered (Pillow filters L and I;16
+sections 7.2 and 9.2): `scanlines`, `rows`. PNGs whose rows are filtered (Pillow filters L and I;16
 images) are inflated the same way and then reconstructed row by row with numpy, `unfilter`,
 when their rows are wide; narrower ones decode faster in libpng, through imagecodecs when the
 ``fast`` extra is installed: `decode`.
@@ -58,28 +58,19 @@ class Layout(NamedTuple):
     stream: bytes  # the joined IDAT data
 
 
-def rows(layout: Layout, max_pixels: int) -> np.ndarray | None:
-    """Return the pixel rows of a PNG as a (height, 1 + width) uint8 array, or None.
-
-    Column 0 holds the rows' filter bytes, all 0: the caller counts the whole array (it is
-    one contiguous buffer) and takes ``height`` off the count of 0. None means this path does
-    not apply (not an 8-bit gray or palette PNG, interlaced, filtered, damaged, or more than
-    ``max_pixels``, which Pillow's path then refuses).
-    """
-    if layout.depth != 8 or layout.width * layout.height > max_pixels:
-        return None
-    lines = _scanlines(layout)
-    return None if lines is None or lines[:, 0].any() else lines
-
-
-def _scanlines(layout: Layout) -> np.ndarray | None:
+def scanlines(layout: Layout, max_pixels: int) -> np.ndarray | None:
     """Return the inflated scanlines of a gray or palette PNG of 8 or 16 bits, as a (height,
-    1 + bytes a row) uint8 array, filter bytes first; None for another layout or a damaged
-    stream (the inflate checks the Adler-32, and the size is checked here)."""
+    1 + bytes a row) uint8 array, each row's filter byte first.
+
+    None means this path does not apply: another layout (interlaced among them), a damaged
+    stream (the inflate checks the Adler-32, and the size is checked here), or more than
+    ``max_pixels``, which Pillow's path then refuses.
+    """
     if (
         not layout.plain
         or layout.depth not in (8, 16)
         or layout.colour_type not in (_GRAY, _PALETTE)
+        or layout.width * layout.height > max_pixels
     ):
         return None
     stride = 1 + layout.width * layout.depth // 8
@@ -92,16 +83,31 @@ def _scanlines(layout: Layout) -> np.ndarray | None:
     return np.frombuffer(raw, np.uint8).reshape(layout.height, stride)
 
 
-def decode(data: bytes, layout: Layout, max_pixels: int) -> np.ndarray | None:
+def rows(layout: Layout, lines: np.ndarray) -> np.ndarray | None:
+    """Return ``lines`` when their bytes are the labels: 8 bits and no row filtered.
+
+    Column 0 holds the rows' filter bytes, all 0: the caller counts the whole array (it is
+    one contiguous buffer) and takes ``height`` off the count of 0. None: the rows must be
+    reconstructed first (`decode`).
+    """
+    return lines if layout.depth == 8 and not lines[:, 0].any() else None
+
+
+def decode(
+    data: bytes, layout: Layout, max_pixels: int, lines: np.ndarray | None = None
+) -> np.ndarray | None:
     """Return the pixels of PNG ``data``, a gray or palette image of 8 or 16 bits whose rows
-    are filtered, by the faster of `unfilter` and libpng for its width.
+    are filtered, by the faster of `unfilter` and libpng for its width. ``lines`` are its
+    `scanlines` when the caller has them already.
 
     None means neither applies: another kind of PNG, more than ``max_pixels``, damaged, or
     an Average row when imagecodecs is not installed (libpng decodes only gray PNGs here).
     """
     if layout.width * layout.height > max_pixels:
         return None
-    decoders = [lambda: unfilter(layout), lambda: _decode_libpng(data, layout)]
+    if lines is None:
+        lines = scanlines(layout, max_pixels)
+    decoders = [lambda: unfilter(layout, lines), lambda: _decode_libpng(data, layout)]
     if layout.width * layout.depth // 8 < WIDE_ROW:
         decoders.reverse()
     for decoder in decoders:  # the faster first; the other where the first does not apply
@@ -111,22 +117,21 @@ def decode(data: bytes, layout: Layout, max_pixels: int) -> np.ndarray | None:
     return None
 
 
-def unfilter(layout: Layout) -> np.ndarray | None:
-    """Return the pixels of a gray or palette PNG of 8 or 16 bits, reconstructed with numpy.
+def unfilter(layout: Layout, lines: np.ndarray | None) -> np.ndarray | None:
+    """Return the pixels of a gray or palette PNG of 8 or 16 bits, reconstructed with numpy
+    from its `scanlines` (PNG specification, section 9.2).
 
-    The stream is inflated in one call, then each row is reconstructed (PNG specification,
-    section 9.2): None and Sub rows stand alone, an Up row adds the row above, and `_paeth`
-    solves a Paeth row. None means this path does not apply: an Average row (each of its
-    bytes waits for the one before), a Paeth row below noise, another kind of PNG, or damaged.
+    None and Sub rows stand alone, an Up row adds the row above, and `_paeth` solves a Paeth
+    row. None means this path does not apply: no scanlines, an Average row (each of its
+    bytes waits for the one before), or a Paeth row below noise.
     """
-    rows = _scanlines(layout)
-    if rows is None:
+    if lines is None:
         return None
     bpp, width = layout.depth // 8, layout.width
-    filters = rows[:, 0].tolist()
+    filters = lines[:, 0].tolist()
     if not set(filters) <= {_NONE, _SUB, _UP, _PAETH}:
         return None
-    pixels = rows[:, 1:].copy()  # rows of filter None are done
+    pixels = lines[:, 1:].copy()  # rows of filter None are done
     above = np.zeros(pixels.shape[1], np.uint8)  # the row above the first is all zeros
     for kind, row in zip(filters, pixels, strict=True):
         if kind == _UP:

@@ -8,6 +8,7 @@ import struct
 import tempfile
 import zlib
 
+import deflate
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -36,11 +37,18 @@ def pillow_pixels(data: bytes) -> np.ndarray:
 def fast_pixels(data: bytes) -> np.ndarray | None:
     """The pixels the whole-stream path reads, without the filter column; None if it steps aside."""
     layout = png.layout(data)
-    rows = None if layout is None else png.rows(layout, MAX_PIXELS)
+    lines = None if layout is None else png.scanlines(layout, MAX_PIXELS)
+    rows = None if lines is None else png.rows(layout, lines)
     if rows is None:
         return None
     assert not rows[:, 0].any()
     return rows[:, 1:]
+
+
+def unfiltered(data: bytes) -> np.ndarray | None:
+    """The pixels numpy rebuilds from a filtered PNG; None if it steps aside."""
+    layout = png.layout(data)
+    return png.unfilter(layout, png.scanlines(layout, MAX_PIXELS))
 
 
 def fast_counts(data: bytes) -> list[int]:
@@ -97,7 +105,7 @@ def test_other_layouts_step_aside(tmp_path):
     interlaced = bytearray(encode_png(IDS))
     interlaced[8 + 8 + 12] = 1  # the IHDR's interlace byte; its CRC no longer matches either
     assert fast_pixels(bytes(interlaced)) is None
-    assert png.rows(png.layout(encode_png(IDS)), max_pixels=IDS.size - 1) is None
+    assert png.scanlines(png.layout(encode_png(IDS)), max_pixels=IDS.size - 1) is None
 
 
 def test_damaged_stream_is_never_counted(tmp_path):
@@ -156,7 +164,7 @@ def test_libpng_decodes_filtered_gray_pngs_as_pillow_does(tmp_path, mode):
     ids = np.repeat(rng.integers(0, 40, (32, 8)), 4, axis=1) * (300 if mode == "I;16" else 1)
     data = save_mask(tmp_path / "m.png", ids, mode).read_bytes()
     layout = png.layout(data)
-    assert png.rows(layout, MAX_PIXELS) is None  # Pillow filtered the rows
+    assert png.rows(layout, png.scanlines(layout, MAX_PIXELS)) is None  # Pillow filtered them
     assert np.array_equal(png.decode(data, layout, MAX_PIXELS), pillow_pixels(data))
 
 
@@ -183,7 +191,7 @@ ROW_FILTERS = [0, 1, 2, 4]  # all but Average, which unfilter leaves to libpng o
 def test_unfilter_reconstructs_each_filter_type(depth, filter_type):
     ids = IDS * (257 if depth == 16 else 1)  # 16-bit: both bytes of a sample vary
     data = encode_png(ids, filter_type=filter_type, depth=depth, palette=False)
-    pixels = png.unfilter(png.layout(data))
+    pixels = unfiltered(data)
     assert pixels.dtype == (np.uint16 if depth == 16 else np.uint8)
     assert pixels.tolist() == ids.tolist()
     assert np.array_equal(pillow_pixels(data), ids)  # the test's own encoder is right
@@ -192,13 +200,13 @@ def test_unfilter_reconstructs_each_filter_type(depth, filter_type):
 def test_unfilter_mixes_filter_types_row_by_row_in_palette_pngs_too():
     ids = np.tile(IDS, (2, 1))
     data = encode_png(ids, filter_type=[4, 2, 1, 0, 4, 4])
-    assert png.rows(png.layout(data), MAX_PIXELS) is None  # filtered: not the plain path
-    assert png.unfilter(png.layout(data)).tolist() == ids.tolist()
+    assert fast_pixels(data) is None  # filtered: not the plain path
+    assert unfiltered(data).tolist() == ids.tolist()
 
 
 def test_an_average_row_is_left_to_libpng_or_pillow(tmp_path, monkeypatch):
     data = encode_png(IDS, filter_type=[2, 3, 4], palette=False)
-    assert png.unfilter(png.layout(data)) is None
+    assert unfiltered(data) is None
     monkeypatch.setattr(png, "WIDE_ROW", 1)  # every row is wide: numpy first
     for libpng in (png._libpng, lambda: None):  # with imagecodecs, and without (Pillow)
         monkeypatch.setattr(png, "_libpng", libpng)
@@ -206,7 +214,7 @@ def test_an_average_row_is_left_to_libpng_or_pillow(tmp_path, monkeypatch):
 
 
 def test_wide_rows_go_to_numpy_and_narrow_ones_to_libpng(monkeypatch):
-    monkeypatch.setattr(png, "unfilter", lambda layout: "numpy")
+    monkeypatch.setattr(png, "unfilter", lambda layout, lines: "numpy")
     monkeypatch.setattr(png, "_decode_libpng", lambda data, layout: "libpng")
     for ids, depth, path in [
         (np.tile(IDS, (1, 342)), 8, "numpy"),  # 2052 bytes a row
@@ -223,7 +231,7 @@ def test_wide_rows_go_to_numpy_and_narrow_ones_to_libpng(monkeypatch):
 def test_narrow_filtered_palette_pngs_are_rebuilt_by_numpy(monkeypatch):
     data = encode_png(IDS, filter_type=[4, 2, 1])  # libpng would give colours, not indices
     assert np.array_equal(png.decode(data, png.layout(data), MAX_PIXELS), IDS)
-    monkeypatch.setattr(png, "unfilter", lambda layout: None)
+    monkeypatch.setattr(png, "unfilter", lambda layout, lines: None)
     assert png.decode(data, png.layout(data), MAX_PIXELS) is None  # then Pillow reads it
 
 
@@ -248,7 +256,7 @@ def test_unfilter_reconstructs_random_masks(data, depth, shape, blocky):
         st.lists(st.sampled_from(ROW_FILTERS), min_size=shape[0], max_size=shape[0])
     )
     encoded = encode_png(ids, filter_type=filters, depth=depth, palette=False)
-    assert png.unfilter(png.layout(encoded)).tolist() == ids.tolist()
+    assert unfiltered(encoded).tolist() == ids.tolist()
     assert np.array_equal(pillow_pixels(encoded), ids)
 
 
@@ -274,7 +282,7 @@ def test_a_paeth_row_under_noise_is_left_to_libpng_or_pillow():
     rng = np.random.default_rng(5)
     noise = rng.integers(0, 256, (3, 4096))
     data = encode_png(noise, filter_type=[0, 4, 4], palette=False)
-    assert png.unfilter(png.layout(data)) is None  # thousands of joins in one row
+    assert unfiltered(data) is None  # thousands of joins in one row
     if png._libpng() is not None:
         assert np.array_equal(png.decode(data, png.layout(data), MAX_PIXELS), noise)
     values, counts = np.unique(noise, return_counts=True)
@@ -302,3 +310,14 @@ def test_decode_is_pillow_on_either_side_of_a_wide_row(data, depth, width):
     values, counts = np.unique(ids, return_counts=True)
     assert histogram.values.tolist() == values.tolist()
     assert histogram.counts.tolist() == counts.tolist()
+
+
+def test_a_filtered_mask_is_inflated_once(tmp_path, monkeypatch):
+    calls = []
+    inflate = deflate.zlib_decompress
+    monkeypatch.setattr(deflate, "zlib_decompress", lambda *a: calls.append(1) or inflate(*a))
+    monkeypatch.setattr(png, "WIDE_ROW", 1)  # numpy first, as for a wide mask
+    path = tmp_path / "f.png"
+    path.write_bytes(encode_png(IDS, filter_type=[4, 2, 1]))
+    assert read_histogram(path).counts.tolist() == [3, 4, 2, 3, 2, 2, 2]
+    assert len(calls) == 1
