@@ -38,9 +38,9 @@ BATCH_VALUES = 1 << 16
 #: Workers are forked on Linux; fork is missing on Windows and unsafe on macOS.
 FORK = sys.platform.startswith("linux")
 
-#: Largest share of the file list one worker task takes; tasks are few and results small,
-#: so no message crosses between processes per file.
-MAX_CHUNK = 256
+#: Largest and smallest share of the file list one worker task takes; tasks are few and
+#: results small, so no message crosses between processes per file.
+MAX_CHUNK, MIN_CHUNK = 256, 16
 
 
 @dataclass(frozen=True)
@@ -168,10 +168,7 @@ def count_masks(
                 masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
             )
     parallel = workers.count if len(masks) >= POOL_MIN_FILES else 1
-    chunk = min(MAX_CHUNK, max(1, -(-len(masks) // (8 * parallel))))
-    tasks = [
-        (masks[i : i + chunk], spec, options, skip_errors) for i in range(0, len(masks), chunk)
-    ]
+    tasks = [(masks[share], spec, options, skip_errors) for share in _shares(len(masks), parallel)]
     counts = ClassCounts.zeros(spec.num_classes or 0)
     done = 0
     if progress:
@@ -182,6 +179,16 @@ def count_masks(
         if progress:
             progress(done, len(masks))
     return counts
+
+
+def _shares(count: int, parallel: int) -> Iterator[slice]:
+    """Split ``count`` masks into tasks that shrink as the work runs out (guided scheduling):
+    large ones first, for few messages; small ones last, so that the workers finish together."""
+    start = 0
+    while start < count:
+        size = min(MAX_CHUNK, max(MIN_CHUNK, (count - start) // (2 * parallel)))
+        yield slice(start, start + size)
+        start += size
 
 
 def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) -> ClassCounts:

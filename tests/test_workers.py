@@ -114,3 +114,14 @@ def test_masks_are_classified_in_batches_of_bounded_size(monkeypatch):
     whole = scan([REPO / "sample_masks"], spec, workers=1).counts
     monkeypatch.setattr(SCAN, "BATCH_VALUES", 3)  # a batch every mask or two
     assert scan([REPO / "sample_masks"], spec, workers=1).counts == whole
+
+
+@pytest.mark.parametrize(("count", "parallel"), [(0, 2), (5, 1), (64, 2), (2000, 2), (20000, 8)])
+def test_shares_cover_every_mask_once_and_shrink(count, parallel):
+    shares = list(SCAN._shares(count, parallel))
+    covered = [i for share in shares for i in range(count)[share]]
+    assert covered == list(range(count))
+    sizes = [len(range(count)[share]) for share in shares]
+    assert sizes == sorted(sizes, reverse=True)  # the last tasks are the smallest
+    assert all(size <= SCAN.MAX_CHUNK for size in sizes)
+    assert all(size >= SCAN.MIN_CHUNK for size in sizes[:-1])
