@@ -77,6 +77,7 @@ class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends the
     name: str
     size: int = 0
     region: str | None = None
+    version: str = ""  # changes when the file does: mtime_ns on disk, an ETag in a store
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,10 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
                     continue
                 seen.add(where)
             try:
-                size = os.stat(path).st_size
+                stat = os.stat(path)
             except OSError as error:  # a dangling link, a link loop
                 raise MaskError(path, f"cannot read mask: {error.strerror}") from None
-            found.append(MaskFile(path, name, size))
+            found.append(MaskFile(path, name, stat.st_size, version=str(stat.st_mtime_ns)))
     if not found:
         narrowed = f" matching {pattern!r}" if pattern else ""
         raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
@@ -210,7 +211,7 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
         region = regions.get(stem(mask.name))
         if region is None:
             raise MaskError(mask.path, f"no region mask {stem(mask.name)}.* in {region_dir}")
-        paired.append(MaskFile(mask.path, mask.name, mask.size, region))
+        paired.append(mask._replace(region=region))
     return paired
 
 

@@ -1,23 +1,35 @@
-"""The scan driver: find the masks, count them on all cores, and say what was scanned."""
+"""The scan driver: a map-reduce over any `concurrent.futures.Executor`.
+
+List the masks (lazily, in name order) -> cut the listing into tasks of many masks each ->
+count each task wherever the executor runs it -> add the results up. Counts are integer sums,
+so the result is the same whatever the executor, the worker count or the order tasks finish
+in. The default executor is a process pool on this machine (none at all for a small job);
+``scan(..., executor=...)`` takes any other: a thread pool, ``distributed.Client.get_executor()``.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import gc
 import hashlib
+import multiprocessing
 import os
-import pickle
-import select
 import signal
 import sys
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from itertools import chain, islice
+from typing import TYPE_CHECKING
 
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
     LOSSY_SUFFIXES,
+    Histogram,
     MaskFile,
     ReadOptions,
     find_masks,
@@ -25,27 +37,37 @@ from .masks import (
     read_histogram,
 )
 
-#: ``progress(done, total)``: files counted so far, out of how many.
+if TYPE_CHECKING:
+    from .cache import HistogramCache
+
+#: ``progress(done, total)``: masks counted so far, out of the masks listed so far (the
+#: listing streams, so ``total`` grows until it is complete).
 Progress = Callable[[int, int], None]
 
-#: Below this many files, workers cost more than they save.
+#: Below this many files, workers cost more than they save: the scan runs in this process.
 POOL_MIN_FILES = 64
 
 #: Masks are classified together until they hold this many distinct values between them,
 #: which keeps a worker's memory flat even for masks of thousands of instance ids.
 BATCH_VALUES = 1 << 16
 
-#: Workers are forked on Linux; fork is missing on Windows and unsafe on macOS.
-FORK = sys.platform.startswith("linux")
-
-#: Largest and smallest share of the file list one worker task takes; tasks are few and
-#: results small, so no message crosses between processes per file.
+#: Largest and smallest task, in masks; tasks are few and results small, so no message
+#: crosses between processes per file.
 MAX_CHUNK, MIN_CHUNK = 256, 16
+
+#: Tasks submitted and not yet added up, per worker: enough that no worker waits for its next
+#: task, few enough that memory is bounded whatever the number of masks.
+IN_FLIGHT = 2
+
+#: How the local pool starts its workers; None: fork where it is safe (Linux, and this
+#: process runs no other thread), else forkserver, else spawn. Tests set "spawn".
+START_METHOD: str | None = None
 
 
 @dataclass(frozen=True)
 class Source:
-    """What was scanned: the paths as given, the file count, and a fingerprint of the file set.
+    """What was scanned: the paths as given, the file count, a fingerprint of the file set,
+    and, for a part of a sharded scan, which shard (``(index, count)``).
 
     The fingerprint is the sha256 of the sorted ``relative path<TAB>size`` lines, so it names
     the same dataset wherever it lies on disk.
@@ -54,18 +76,28 @@ class Source:
     paths: tuple[str, ...]
     files: int
     fingerprint: str
+    shard: tuple[int, int] | None = None
 
     @classmethod
-    def of(cls, paths: Iterable[str | os.PathLike], masks: Sequence[MaskFile]) -> Source:
-        names = sorted(range(len(masks)), key=lambda i: masks[i].name)
-        lines = (f"{masks[i].name}\t{masks[i].size}\n" for i in names)
-        return cls(tuple(map(os.fspath, paths)), len(masks), _sha256(lines))
+    def of(
+        cls,
+        paths: Iterable[str | os.PathLike],
+        masks: Sequence[MaskFile],
+        shard: tuple[int, int] | None = None,
+    ) -> Source:
+        fingerprint = Fingerprint()
+        for mask in sorted(masks, key=lambda m: m.name):
+            fingerprint.add(mask)
+        return cls(tuple(map(os.fspath, paths)), fingerprint.files, fingerprint.value, shard)
 
     @classmethod
     def merged(cls, sources: Sequence[Source]) -> Source:
         """Return the source of shards added up; its fingerprint hashes theirs, sorted."""
+        paths = [path for source in sources for path in source.paths]
+        if all(source.shard for source in sources):  # parts of one listing: its paths once
+            paths = list(dict.fromkeys(paths))
         return cls(
-            tuple(path for source in sources for path in source.paths),
+            tuple(paths),
             sum(source.files for source in sources),
             _sha256(sorted(source.fingerprint + "\n" for source in sources)),
         )
@@ -76,6 +108,48 @@ def _sha256(lines: Iterable[str]) -> str:
     for line in lines:
         digest.update(line.encode())
     return "sha256:" + digest.hexdigest()
+
+
+class Fingerprint:
+    """The fingerprint of `Source`, computed as the masks stream past in ascending name order:
+    no list of them is kept."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._last: str | None = None
+        self.files = 0
+
+    def add(self, mask: MaskFile) -> None:
+        if self._last is not None and mask.name < self._last:
+            raise ValueError(f"masks must come in ascending name order: {mask.name!r} came late")
+        self._last = mask.name
+        self._digest.update(f"{mask.name}\t{mask.size}\n".encode())
+        self.files += 1
+
+    @property
+    def value(self) -> str:
+        return "sha256:" + self._digest.hexdigest()
+
+
+def shard_of(name: str, count: int) -> int:
+    """Return which of ``count`` shards holds the mask of relative path ``name``.
+
+    The first 8 bytes of the sha256 of the UTF-8 name, as a big-endian integer, modulo
+    ``count``: stable across machines and runs, and adding files moves no other file.
+    """
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """Return ``shard`` as ``(index, count)``; raise ValueError unless 0 <= index < count."""
+    try:
+        index, count = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be (index, count), not {shard!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, not {shard!r}")
+    return index, count
 
 
 @dataclass
@@ -104,14 +178,37 @@ def scan(
     strict: bool = True,
     workers: int | None = None,
     progress: Progress | None = None,
+    executor: cf.Executor | None = None,
+    shard: tuple[int, int] | None = None,
+    cache: str | os.PathLike | None = None,
 ) -> ScanResult:
     """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
 
-    With ``regions``, a folder of region masks, only the pixels inside each mask's region
-    count (`masks.pair_regions`). A mask that cannot be read raises `MaskError`, or with
-    ``skip_errors`` is listed in ``counts.errors``. A value that may not occur (a label out of
-    range, a colour missing from the colour map) raises `InputError` naming example files,
-    or without ``strict`` is left in ``counts.unexpected``.
+    Parameters
+    ----------
+    regions
+        A folder of region masks: only the pixels inside each mask's region count
+        (`masks.pair_regions`).
+    skip_errors
+        A mask that cannot be read raises `MaskError`, or with ``skip_errors`` is listed in
+        ``counts.errors``.
+    strict
+        A value that may not occur (a label out of range, a colour missing from the colour
+        map) raises `InputError` naming example files, or without ``strict`` is left in
+        ``counts.unexpected``.
+    workers
+        Processes of the local pool [default: all cores]; with ``executor``, how many tasks it
+        runs at once (it sizes the tasks).
+    executor
+        Where tasks run: any `concurrent.futures.Executor` (a process or thread pool,
+        ``distributed.Client.get_executor()``); the caller starts and shuts it down.
+        [default: a process pool of ``workers``, or this process for a small job].
+    shard
+        ``(index, count)``: scan only the masks that `shard_of` puts in shard ``index`` of
+        ``count``; the merge of all ``count`` shards' reports is the whole scan's.
+    cache
+        An SQLite file of per-mask histograms (`cache.HistogramCache`): masks unchanged
+        since they were cached are not read again.
     """
     paths = list(paths)
     spec = spec or LabelSpec()
@@ -120,283 +217,407 @@ def scan(
             spec = replace(spec, num_classes=len(names))  # the names say how many classes
         elif spec.num_classes != len(names):
             raise ValueError(f"{len(names)} class names for {spec.num_classes} classes")
-    # The workers are forked before the masks are listed, so that none holds a copy of the
-    # list: their memory stays the same whatever the dataset's size.
-    with Workers(workers) as pool:
-        masks = find_masks(paths, pattern)
-        if regions is not None:
-            masks = pair_regions(masks, regions)
+    if shard is not None:
+        shard = check_shard(shard)
+    listing = _Listing(_list_masks(paths, pattern, regions, shard))
+    warnings: list[str | None] = []
+    with contextlib.ExitStack() as stack:
+        store = None
+        if cache is not None:
+            from .cache import HistogramCache
+
+            store = stack.enter_context(HistogramCache.open(cache, paths, options, shard))
+            warnings += store.warnings
         counts = count_masks(
-            masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
+            listing,
+            spec,
+            options,
+            skip_errors=skip_errors,
+            workers=workers,
+            executor=executor,
+            progress=progress,
+            cache=store,
         )
     problem = unexpected_summary(counts, spec)
     if problem and strict:
         raise InputError(problem)
-    warnings = [sparse_label_hint(counts, spec)]
-    lossy = sum(m.path.lower().endswith(LOSSY_SUFFIXES) for m in masks)
-    if lossy:
+    warnings.append(sparse_label_hint(counts, spec))
+    if listing.lossy:
         warnings.append(
-            f"{lossy} of {len(masks)} masks are JPEG: lossy compression changes class ids "
-            "along every edge; store masks as PNG"
+            f"{listing.lossy} of {listing.fingerprint.files} masks are JPEG: lossy compression "
+            "changes class ids along every edge; store masks as PNG"
         )
+    source = Source(
+        tuple(map(os.fspath, paths)), listing.fingerprint.files, listing.fingerprint.value, shard
+    )
     return ScanResult(
         counts,
         spec,
-        Source.of(paths, masks),
+        source,
         names=tuple(names) if names is not None else None,
         warnings=tuple(w for w in warnings if w),
     )
 
 
+def _list_masks(
+    paths: list, pattern: str | None, regions: str | os.PathLike | None, shard: tuple | None
+) -> Iterator[MaskFile]:
+    """Yield the masks to scan, in ascending name order (the fingerprint's order)."""
+    masks: Iterable[MaskFile] = sorted(find_masks(paths, pattern), key=lambda m: m.name)
+    if regions is not None:
+        masks = pair_regions(list(masks), regions)
+    if shard is not None:
+        index, count = shard
+        masks = (mask for mask in masks if shard_of(mask.name, count) == index)
+    return iter(masks)
+
+
+class _Listing:
+    """The listing as it streams past: the fingerprint and what the warnings need, kept as
+    running totals."""
+
+    def __init__(self, masks: Iterator[MaskFile]) -> None:
+        self._masks = masks
+        self.fingerprint = Fingerprint()
+        self.lossy = 0
+
+    def __iter__(self) -> Iterator[MaskFile]:
+        for mask in self._masks:
+            self.fingerprint.add(mask)
+            self.lossy += mask.path.lower().endswith(LOSSY_SUFFIXES)
+            yield mask
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: count ``masks``. Picklable, so that any executor can run it."""
+
+    index: int
+    masks: tuple[MaskFile, ...]
+    spec: LabelSpec
+    options: ReadOptions
+    skip_errors: bool
+    keep: bool = False  # send each mask's histogram back too (for the cache)
+
+
+@dataclass
+class TaskResult:
+    """What `count_task` gives back: the task's counts, ``index`` to put results in task
+    order, and (when the task asked for them) each mask's histogram."""
+
+    index: int
+    counts: ClassCounts
+    files: int
+    histograms: list[tuple[MaskFile, Histogram]] | None = None
+
+
+def count_task(task: Task) -> TaskResult:
+    """Return the counts of one task's masks: the map step, run wherever the executor runs."""
+    tally = _Tally(task.spec)
+    kept: list[tuple[MaskFile, Histogram]] | None = [] if task.keep else None
+    for mask in task.masks:
+        try:
+            histogram = read_histogram(mask, task.options)
+            tally.add(histogram, mask.path)
+        except MaskError as error:
+            if not task.skip_errors:
+                raise
+            tally.counts.errors.append((error.path, error.message))
+            continue
+        if kept is not None:
+            kept.append((mask, histogram))
+    return TaskResult(task.index, tally.finish(), len(task.masks), kept)
+
+
+class _Tally:
+    """Counts masks given as histograms, classifying index masks in batches of bounded size."""
+
+    def __init__(self, spec: LabelSpec) -> None:
+        self.spec = spec
+        self.counts = ClassCounts.zeros(spec.num_classes or 0)
+        self._histograms: list[Histogram] = []
+        self._paths: list[str] = []
+        self._values = 0
+
+    def add(self, histogram: Histogram, path: str) -> None:
+        if histogram.colour:  # classified now: without a colour map it is an error
+            self.counts.add_mask(histogram, self.spec, path)
+            return
+        self._histograms.append(histogram)
+        self._paths.append(path)
+        self._values += len(histogram.values)
+        if self._values > BATCH_VALUES:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.counts.add_masks(self._histograms, self.spec, self._paths)
+        self._histograms, self._paths, self._values = [], [], 0
+
+    def finish(self) -> ClassCounts:
+        self._flush()
+        return self.counts
+
+
 def count_masks(
-    masks: Sequence[MaskFile],
+    masks: Iterable[MaskFile],
     spec: LabelSpec,
     options: ReadOptions = ReadOptions(),
     *,
     skip_errors: bool = False,
-    workers: int | Workers | None = None,
+    workers: int | None = None,
+    executor: cf.Executor | None = None,
     progress: Progress | None = None,
+    cache: HistogramCache | None = None,
 ) -> ClassCounts:
-    """Return the counts of ``masks``, summed over ``workers`` processes (a count, or running
-    `Workers`).
+    """Return the counts of ``masks`` (any iterable, consumed lazily), counted in tasks on
+    ``executor`` (see `scan`).
 
-    Counts are integer sums, so the result is the same whatever the worker count or order.
+    At most `IN_FLIGHT` tasks per worker are out at a time, so memory is bounded by the tasks
+    in flight, never by the number of masks.
     """
-    if not isinstance(workers, Workers):
-        with Workers(workers) as pool:
-            return count_masks(
-                masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
-            )
-    parallel = workers.count if len(masks) >= POOL_MIN_FILES else 1
-    tasks = [(masks[share], spec, options, skip_errors) for share in _shares(len(masks), parallel)]
-    counts = ClassCounts.zeros(spec.num_classes or 0)
-    done = 0
-    if progress:
-        progress(0, len(masks))
-    for part in workers.map(_count_chunk, tasks, parallel):
-        counts += part
-        done += part.files + len(part.errors)
-        if progress:
-            progress(done, len(masks))
-    return counts
+    parallel = workers or getattr(executor, "_max_workers", None) or available_cores()
+    listed = done = 0
+    cached = _Tally(spec)
 
-
-def _shares(count: int, parallel: int) -> Iterator[slice]:
-    """Split ``count`` masks into tasks that shrink as the work runs out (guided scheduling):
-    large ones first, for few messages; small ones last, so that the workers finish together."""
-    start = 0
-    while start < count:
-        size = min(MAX_CHUNK, max(MIN_CHUNK, (count - start) // (2 * parallel)))
-        yield slice(start, start + size)
-        start += size
-
-
-def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) -> ClassCounts:
-    masks, spec, options, skip_errors = task
-    counts = ClassCounts.zeros(spec.num_classes or 0)
-    histograms, paths, values = [], [], 0
-    for mask in masks:
-        try:
-            histogram = read_histogram(mask, options)
-            if histogram.colour:  # classified now: without a colour map it is an error
-                counts.add_mask(histogram, spec, mask.path)
+    def listing() -> Iterator[MaskFile]:
+        nonlocal listed, done
+        stream: Iterable = ((mask, None) for mask in masks)
+        if cache is not None:
+            stream = cache.lookup(masks)
+        for mask, histogram in stream:
+            listed += 1
+            if histogram is None:
+                yield mask
                 continue
-        except MaskError as error:
-            if not skip_errors:
-                raise
-            counts.errors.append((error.path, error.message))
-            continue
-        histograms.append(histogram)
-        paths.append(mask.path)
-        values += len(histogram.values)
-        if values > BATCH_VALUES:
-            counts.add_masks(histograms, spec, paths)
-            histograms, paths, values = [], [], 0
-    counts.add_masks(histograms, spec, paths)
+            cached.add(histogram, mask.path)
+            done += 1
+            if progress and done % MAX_CHUNK == 0:
+                progress(done, listed)
+
+    counts = ClassCounts.zeros(spec.num_classes or 0)
+    with contextlib.ExitStack() as stack:
+        todo: Iterator[MaskFile] = listing()
+        if executor is None:
+            head = list(islice(todo, POOL_MIN_FILES if parallel > 1 else 0))
+            if parallel > 1 and len(head) >= POOL_MIN_FILES:
+                executor = stack.enter_context(local_executor(parallel))
+            else:
+                executor, parallel = InlineExecutor(), 1
+            todo = chain(head, todo)
+        tasks = (
+            Task(index, chunk, spec, options, skip_errors, keep=cache is not None)
+            for index, chunk in enumerate(_tasks(todo, parallel))
+        )
+        for result in run_tasks(count_task, tasks, executor, in_flight=IN_FLIGHT * parallel):
+            counts += result.counts
+            done += result.files
+            if cache is not None and result.histograms:
+                cache.put(result.histograms)
+            if progress:
+                progress(done, listed)
+    counts += cached.finish()
+    if cache is not None:
+        cache.finish()
+    if progress:
+        progress(done, listed)
     return counts
 
 
-class Workers:
-    """Worker processes for counting: started on entering, ended on leaving.
+def _tasks(masks: Iterator, parallel: int) -> Iterator[tuple]:
+    """Cut a stream of masks into tasks that shrink as the work runs out (guided scheduling):
+    large ones first, for few messages; small ones last, so that the workers finish together.
 
-    ``map`` runs in this process when a job is small or one worker is asked for: below
-    `POOL_MIN_FILES` masks, workers cost more than they save.
-
-    On Linux each worker is forked and fed through a pipe each way, one pickled task or
-    result at a time: they start in 3 ms, where multiprocessing's Pool takes 20 ms to import
-    and start, a tenth of a scan of 2,000 small masks. Where fork is missing (Windows) or
-    unsafe (macOS), multiprocessing's Pool is used.
+    It looks ahead ``2 * parallel * MAX_CHUNK`` masks: until the stream ends, a task is
+    `MAX_CHUNK` masks, which is what the remaining count would give anyway.
     """
+    ahead = 2 * parallel * MAX_CHUNK
+    window: deque = deque()
+    for mask in chain(masks, [_END]):
+        if mask is not _END:
+            window.append(mask)
+            if len(window) < ahead:
+                continue
+        while window and (mask is _END or len(window) >= ahead):
+            size = min(MAX_CHUNK, max(MIN_CHUNK, len(window) // (2 * parallel)))
+            yield tuple(window.popleft() for _ in range(min(size, len(window))))
 
-    def __init__(self, count: int | None = None) -> None:
-        self.count = count or available_cores()
-        self._children: list[_Child] = []
-        self._pool = None
 
-    def __enter__(self) -> Workers:
-        try:
-            self._start()
-        except BaseException:  # a fork that failed, Ctrl-C: end the workers started so far
-            self.__exit__()
-            raise
-        return self
+_END = object()
 
-    def _start(self) -> None:
-        if self.count > 1:
-            # Frozen, this process's objects are left alone by the workers' garbage
-            # collector, so their pages stay shared instead of being copied into each worker.
-            gc.freeze()
-            try:
-                if FORK:
-                    for _ in range(self.count):
-                        self._children.append(_Child(self._children))
-                else:
-                    import multiprocessing
 
-                    self._pool = multiprocessing.get_context().Pool(self.count, _ignore_interrupts)
-            finally:
-                gc.unfreeze()
+def run_tasks(
+    function: Callable,
+    tasks: Iterable,
+    executor: cf.Executor,
+    *,
+    in_flight: int,
+    ordered: bool = False,
+) -> Iterator:
+    """Yield ``function(task)`` for each task, run on ``executor``, as tasks finish (or, with
+    ``ordered``, in task order).
 
-    def __exit__(self, *exc_info: object) -> None:
-        for child in self._children:
-            child.end()
-        self._children = []
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-
-    def map(self, function: Callable, tasks: Sequence, parallel: int) -> Iterable:
-        """Yield ``function`` of each task, in any order, on up to ``parallel`` processes."""
-        if parallel <= 1 or not (self._children or self._pool):
-            return map(function, tasks)
-        if self._pool is not None:
-            return self._pool.imap_unordered(function, tasks)
-        return self._dispatch(function, iter(tasks), self._children[:parallel])
-
-    def _dispatch(self, function: Callable, tasks: Iterator, children: list[_Child]) -> Iterator:
-        """Yield results as workers finish, giving each the next task as it hands one back."""
-        working: dict[int, _Child] = {}
-        ready = select.poll()  # select() stops at descriptor 1024; a host may hold more
-
-        def give(child: _Child) -> None:
-            task = next(tasks, _DONE)
-            if task is not _DONE:
-                child.send(function, task)
-                working[child.results.fileno()] = child
-                ready.register(child.results, select.POLLIN)
-
-        try:
-            for child in children:
-                give(child)
-            while working:
-                for descriptor, _ in ready.poll():
-                    child = working.pop(descriptor)
-                    ready.unregister(descriptor)
-                    result = child.receive()
-                    give(child)  # first: the worker goes on while this process adds it up
+    At most ``in_flight`` tasks are submitted and not yet yielded, held results included, so
+    memory is bounded whatever the number of tasks. When the caller stops early (an error, a
+    break, Ctrl-C), the tasks not started are cancelled. A worker that died raises one
+    `ClassWeightsError` saying so.
+    """
+    tasks = iter(tasks)
+    pending: dict[cf.Future, int] = {}
+    held: dict[int, object] = {}
+    submitted = yielded = 0
+    try:
+        while True:
+            while len(pending) + len(held) < max(1, in_flight):
+                task = next(tasks, _END)
+                if task is _END:
+                    break
+                pending[executor.submit(function, task)] = submitted
+                submitted += 1
+            if not pending:
+                return
+            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in sorted(finished, key=pending.__getitem__):
+                index = pending.pop(future)
+                result = _result(future, executor)
+                if not ordered:
                     yield result
-        finally:
-            # A worker still busy when the map stops early (an error, the caller's break)
-            # would hand its result to the next map, and one that died is of no more use.
-            for child in [c for c in children if c in working.values() or not c.pid]:
-                child.end()
-                self._children.remove(child)
+                    continue
+                held[index] = result
+                while yielded in held:
+                    yield held.pop(yielded)
+                    yielded += 1
+    finally:
+        for future in pending:
+            future.cancel()
 
 
-_DONE = object()
+def _result(future: cf.Future, executor: cf.Executor) -> object:
+    """Return a task's result, or raise its error; a worker that died is one line."""
+    try:
+        return future.result()
+    except cf.BrokenExecutor:
+        raise worker_died(_ending(executor)) from None
+    except Exception as error:
+        distributed = sys.modules.get("distributed")
+        if distributed is not None and isinstance(error, distributed.KilledWorker):
+            raise worker_died("a Dask worker died running it") from None
+        raise
 
 
-class _Child:
-    """A forked worker: it reads (function, task) pairs from one pipe and writes (ok, result
-    or error) to the other, until it is ended."""
+def worker_died(how: str | None) -> ClassWeightsError:
+    """Return the error for a worker process that ended unexpectedly, ``how`` if known."""
+    return ClassWeightsError(
+        "a worker process ended unexpectedly"
+        + (f" ({how})" if how else "")
+        + "; run with --workers 1 to see which mask it was reading"
+    )
 
-    def __init__(self, siblings: list[_Child]) -> None:
-        task_out, task_in = os.pipe()
-        result_out, result_in = os.pipe()
+
+def _ending(executor: cf.Executor) -> str | None:
+    """Return how a worker of a broken local pool ended (its signal, its exit status)."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    # The pool sees a worker's pipe close a moment before the worker can be reaped; and it
+    # ends the other workers with SIGTERM once one has died.
+    deadline = time.monotonic() + 2
+    while processes and time.monotonic() < deadline:
+        for process in processes:
+            code = process.exitcode
+            if code is not None and code not in (0, -signal.SIGTERM):
+                if code < 0:
+                    name = signal.Signals(-code).name
+                    return f"killed by {name}" + (", out of memory?" if name == "SIGKILL" else "")
+                return f"exit status {code}"
+        processes = [process for process in processes if process.exitcode is None]
+        time.sleep(0.01)
+    return None
+
+
+class InlineExecutor(cf.Executor):
+    """Runs each task in this process as it is submitted: the executor of small jobs, where
+    starting workers costs more than they save."""
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> cf.Future:
+        future: cf.Future = cf.Future()
         try:
-            self.pid = os.fork()
-        except BaseException:
-            for descriptor in (task_out, task_in, result_out, result_in):
-                os.close(descriptor)
-            raise
-        if self.pid == 0:
-            try:
-                # Only the parent may hold the siblings' pipes: a worker's crash must reach
-                # the parent as the end of its result pipe.
-                for sibling in siblings:
-                    sibling.tasks.close()
-                    sibling.results.close()
-                os.close(task_in)
-                os.close(result_out)
-                _serve(os.fdopen(task_out, "rb"), os.fdopen(result_in, "wb"))
-            finally:
-                os._exit(0)  # never back into the parent's code
-        os.close(task_out)
-        os.close(result_in)
-        self.tasks = os.fdopen(task_in, "wb")
-        self.results = os.fdopen(result_out, "rb")
-
-    def send(self, function: Callable, task: object) -> None:
-        try:
-            pickle.dump((function, task), self.tasks, pickle.HIGHEST_PROTOCOL)
-            self.tasks.flush()
-        except BrokenPipeError:
-            raise self._ended() from None
-
-    def receive(self) -> object:
-        """Return the worker's result, or raise its error."""
-        try:
-            ok, value = pickle.load(self.results)
-        except EOFError:
-            raise self._ended() from None
-        if not ok:
-            raise value
-        return value
-
-    def _ended(self) -> ClassWeightsError:
-        """Reap a worker that ended on its own (a crash, the kernel's out-of-memory killer)."""
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = 0
-        return ClassWeightsError(
-            f"a worker process ended unexpectedly ({_ending(status)}); "
-            "run with --workers 1 to see which mask it was reading"
-        )
-
-    def end(self) -> None:
-        with contextlib.suppress(BrokenPipeError):  # what a dead worker was not sent
-            self.tasks.close()
-        self.results.close()
-        if self.pid:
-            os.kill(self.pid, signal.SIGTERM)  # idle, or still reading when Ctrl-C came
-            os.waitpid(self.pid, 0)
-
-
-def _serve(tasks: BinaryIO, results: BinaryIO) -> None:
-    _ignore_interrupts()
-    while True:
-        function, task = pickle.load(tasks)
-        try:
-            reply = (True, function(task))
+            future.set_result(fn(*args, **kwargs))
         except Exception as error:
-            reply = (False, error)
+            future.set_exception(error)
+        return future
+
+
+@contextlib.contextmanager
+def local_executor(workers: int | None = None) -> Iterator[cf.ProcessPoolExecutor]:
+    """Yield a process pool of ``workers`` processes [default: all cores] on this machine.
+
+    Its workers start at once, before any task (forked, where that is safe, while this
+    process's objects are frozen, so their pages stay shared instead of being copied into each
+    worker by its garbage collector). On leaving by an error or Ctrl-C, the workers are ended
+    even in the middle of a read that would never return.
+    """
+    context = _start_context()
+    pool = cf.ProcessPoolExecutor(workers or available_cores(), context, _ignore_interrupts)
+    try:
+        gc.freeze()
         try:
-            message = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
-        except Exception as error:  # say what went wrong rather than die silently
-            message = pickle.dumps((False, RuntimeError(f"a worker cannot send back: {error}")))
-        results.write(message)
-        results.flush()
+            _result(pool.submit(os.getpid), pool)  # a fork start launches every worker here
+        finally:
+            gc.unfreeze()
+        yield pool
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ending(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        return f"killed by {name}" + (", out of memory?" if name == "SIGKILL" else "")
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+def _start_context() -> multiprocessing.context.BaseContext:
+    """Fork where it is safe (Linux, one thread: a fork copies no other thread's locks), else
+    forkserver, else spawn."""
+    if START_METHOD is not None:
+        return multiprocessing.get_context(START_METHOD)
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _ignore_interrupts() -> None:
     # Ctrl-C reaches the whole process group; the parent alone handles it and ends the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def dask_executor(
+    scheduler: str | None = None, workers: int | None = None
+) -> Iterator[tuple[cf.Executor, int]]:
+    """Yield a Dask executor and how many tasks it runs at once: a client of the cluster at
+    ``scheduler`` (``tcp://HOST:PORT``), or of a local cluster of ``workers`` processes
+    [default: all cores] started here and ended on leaving. Needs ``classweights[dask]``."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("the Dask executor needs Dask: pip install 'classweights[dask]'") from None
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers or available_cores(),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
+            )
+            address = cluster
+        else:
+            address = scheduler
+        try:
+            client = stack.enter_context(Client(address))
+        except (OSError, ValueError) as error:
+            raise InputError(f"{scheduler}: cannot reach the Dask scheduler: {error}") from None
+        threads = sum(client.nthreads().values()) or 1
+        yield client.get_executor(), workers or threads
 
 
 def available_cores() -> int:

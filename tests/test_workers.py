@@ -1,20 +1,30 @@
 """The worker processes: every task's result comes back once, and a failure in a worker is
-one error in the parent, never a hang."""
+one error in the parent, never a hang. Each test runs with workers forked (Linux's default)
+and spawned (the start method of Windows and macOS)."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
-import resource
 import signal
 import sys
+import threading
 import time
 
 import pytest
 
 from classweights import ClassWeightsError, LabelSpec, MaskError, scan
-from helpers import REPO
+from helpers import REPO, save_mask
 
 SCAN = sys.modules["classweights.scan"]
+
+
+@pytest.fixture(params=["fork", "spawn"])
+def start_method(request, monkeypatch):
+    if request.param == "fork" and not sys.platform.startswith("linux"):
+        pytest.skip("fork is the Linux default only")
+    monkeypatch.setattr(SCAN, "START_METHOD", request.param)
+    return request.param
 
 
 def square(x: int) -> int:
@@ -32,33 +42,49 @@ def die(x: int) -> int:
     return x
 
 
-@pytest.mark.parametrize("parallel", [1, 2, 3])
-def test_every_result_comes_back_once(parallel):
-    with SCAN.Workers(3) as workers:
-        assert sorted(workers.map(square, range(50), parallel)) == [x * x for x in range(50)]
-        assert sorted(workers.map(square, range(2), parallel)) == [0, 1]  # fewer tasks than workers
-        assert list(workers.map(square, [], parallel)) == []
+def run(function, tasks, executor, in_flight=4, ordered=False):
+    return list(SCAN.run_tasks(function, tasks, executor, in_flight=in_flight, ordered=ordered))
 
 
-def test_a_workers_error_is_raised_in_the_parent_as_it_was():
-    with SCAN.Workers(2) as workers, pytest.raises(MaskError) as caught:
-        list(workers.map(fail_on_seven, range(20), 2))
+@pytest.mark.parametrize("in_flight", [1, 2, 5])
+def test_every_result_comes_back_once(start_method, in_flight):
+    with SCAN.local_executor(3) as pool:
+        assert sorted(run(square, range(50), pool, in_flight)) == [x * x for x in range(50)]
+        assert run(square, range(50), pool, in_flight, ordered=True) == [x * x for x in range(50)]
+        assert sorted(run(square, range(2), pool, in_flight)) == [0, 1]  # fewer than workers
+        assert run(square, [], pool, in_flight) == []
+
+
+def test_a_workers_error_is_raised_in_the_parent_as_it_was(start_method):
+    with SCAN.local_executor(2) as pool, pytest.raises(MaskError) as caught:
+        run(fail_on_seven, range(20), pool)
     assert (caught.value.path, caught.value.message) == ("m7.png", "cannot read mask: truncated")
 
 
-@pytest.mark.skipif(not SCAN.FORK, reason="multiprocessing's Pool serves other platforms")
-def test_a_worker_that_dies_is_one_error_and_the_others_are_ended():
-    with SCAN.Workers(2) as workers:
-        pids = [child.pid for child in workers._children]
-        with pytest.raises(
+def test_a_worker_that_dies_is_one_error_and_the_others_are_ended(start_method):
+    with (
+        pytest.raises(
             ClassWeightsError,
-            match=r"worker process ended unexpectedly "
+            match=r"^a worker process ended unexpectedly "
             r"\(killed by SIGKILL, out of memory\?\); run with --workers 1",
-        ):
-            list(workers.map(die, range(4), 2))
-    for pid in pids:  # all reaped: none is left running or a zombie
-        with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        ),
+        SCAN.local_executor(2) as pool,
+    ):
+        processes = list(pool._processes.values())
+        run(die, range(4), pool)
+    for process in processes:  # all ended and reaped: none is left running or a zombie
+        assert process.exitcode is not None
+
+
+def test_a_dying_worker_ends_a_scan_with_one_line(tmp_path, start_method, monkeypatch):
+    from helpers import assert_one_line_error
+    from helpers import run as run_cli
+
+    for i in range(SCAN.POOL_MIN_FILES + 10):
+        save_mask(tmp_path / f"m{i:03d}.png", [[0, 1]], "P")
+    monkeypatch.setattr(SCAN, "count_task", die)
+    result = run_cli("scan", tmp_path, "--workers", "2")
+    assert_one_line_error(result, 3, "a worker process ended unexpectedly (killed by SIGKILL")
 
 
 def fail_on_zero_else_wait(x: int) -> int:
@@ -68,45 +94,46 @@ def fail_on_zero_else_wait(x: int) -> int:
     return x
 
 
-class Unpicklable(Exception):
-    def __reduce__(self):
-        raise TypeError("not this one")
-
-
-def raise_unpicklable(x: int) -> int:
-    raise Unpicklable(x)
-
-
-def test_a_map_stopped_early_leaves_nothing_for_the_next():
-    with SCAN.Workers(3) as workers:
+def test_a_map_stopped_early_leaves_nothing_for_the_next(start_method):
+    with SCAN.local_executor(3) as pool:
         with pytest.raises(MaskError):
-            list(workers.map(fail_on_zero_else_wait, range(6), 3))
-        assert sorted(workers.map(square, range(5), 3)) == [0, 1, 4, 9, 16]
-        results = workers.map(square, range(10, 20), 3)
+            run(fail_on_zero_else_wait, range(6), pool)
+        assert sorted(run(square, range(5), pool)) == [0, 1, 4, 9, 16]
+        results = SCAN.run_tasks(square, range(10, 20), pool, in_flight=3)
         next(results)
         results.close()  # the caller's break
-        assert sorted(workers.map(square, range(3), 3)) == [0, 1, 4]
+        assert sorted(run(square, range(3), pool)) == [0, 1, 4]
 
 
-def test_an_error_that_cannot_be_pickled_still_says_what_happened():
-    with SCAN.Workers(2) as workers, pytest.raises(RuntimeError, match="cannot send back"):
-        list(workers.map(raise_unpicklable, range(4), 2))
+def test_in_flight_tasks_are_bounded():
+    submitted = []
+
+    class Counting(SCAN.InlineExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(args[0])
+            return super().submit(fn, *args, **kwargs)
+
+    results = SCAN.run_tasks(square, iter(range(100)), Counting(), in_flight=3)
+    assert next(results) == 0
+    assert len(submitted) <= 3  # the rest of the stream is not read ahead
 
 
-def test_descriptors_above_1024_are_no_problem():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 1200:
-        pytest.skip("this machine allows fewer than 1200 open files")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
-    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+def test_a_thread_pool_gives_the_same_counts(tiny):
+    spec = LabelSpec(ignore_index=(255,))
+    with cf.ThreadPoolExecutor(2) as threads:
+        assert scan([tiny], spec, executor=threads).counts == scan([tiny], spec).counts
+
+
+def test_no_fork_while_another_thread_runs():
+    assert SCAN._start_context().get_start_method() == "fork"
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
     try:
-        with SCAN.Workers(2) as workers:
-            assert max(c.results.fileno() for c in workers._children) > 1024
-            assert sorted(workers.map(square, range(8), 2)) == [x * x for x in range(8)]
+        assert SCAN._start_context().get_start_method() in ("forkserver", "spawn")
     finally:
-        for descriptor in held:
-            os.close(descriptor)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        stop.set()
+        other.join()
 
 
 def test_masks_are_classified_in_batches_of_bounded_size(monkeypatch):
@@ -117,11 +144,10 @@ def test_masks_are_classified_in_batches_of_bounded_size(monkeypatch):
 
 
 @pytest.mark.parametrize(("count", "parallel"), [(0, 2), (5, 1), (64, 2), (2000, 2), (20000, 8)])
-def test_shares_cover_every_mask_once_and_shrink(count, parallel):
-    shares = list(SCAN._shares(count, parallel))
-    covered = [i for share in shares for i in range(count)[share]]
-    assert covered == list(range(count))
-    sizes = [len(range(count)[share]) for share in shares]
+def test_tasks_cover_every_mask_once_in_order_and_shrink(count, parallel):
+    tasks = list(SCAN._tasks(iter(range(count)), parallel))
+    assert [i for task in tasks for i in task] == list(range(count))
+    sizes = [len(task) for task in tasks]
     assert sizes == sorted(sizes, reverse=True)  # the last tasks are the smallest
     assert all(size <= SCAN.MAX_CHUNK for size in sizes)
     assert all(size >= SCAN.MIN_CHUNK for size in sizes[:-1])
