@@ -26,7 +26,7 @@ from .labelmaps import ColorMap, load_colors, load_map, load_names
 from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
 from .report import DIGITS, FORMATS, document, load, merge, write_atomic
-from .scan import ScanResult, scan
+from .scan import ScanResult, check_shard, scan, shard_of
 from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
 
 if TYPE_CHECKING:
@@ -198,6 +198,63 @@ label_options = _options(
 )
 
 
+def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    index, slash, count = value.partition("/")
+    try:
+        return check_shard((int(index), int(count))) if slash else check_shard(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not I/N with 0 <= I < N, e.g. 0/4") from None
+
+
+#: ``--executor``: where the tasks of a scan run.
+EXECUTORS = ("local", "dask")
+
+scale_options = _options(
+    click.option(
+        "--shard",
+        callback=_parse_shard,
+        metavar="I/N",
+        help="Scan only part I of N (0 <= I < N) of the masks, by a hash of each relative "
+        "path; `merge` the N reports.",
+    ),
+    click.option(
+        "--executor",
+        type=click.Choice(EXECUTORS),
+        default="local",
+        show_default=True,
+        help="Where the counting runs: this machine's processes, or a local Dask cluster "
+        "(classweights[dask]).",
+    ),
+    click.option(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="Run on the Dask cluster of this scheduler (implies --executor dask).",
+    ),
+    click.option(
+        "--cache",
+        type=click.Path(dir_okay=False),
+        help="SQLite file of per-mask histograms: a re-scan reads only new and changed masks.",
+    ),
+)
+
+_SCALE_OPTIONS = ("shard", "executor", "scheduler", "cache")
+
+
+@contextmanager
+def _executor(kind: str, scheduler: str | None, workers: int | None):
+    """Yield the executor ``--executor``/``--scheduler`` ask for, and its worker count (None,
+    None: the library's own)."""
+    if kind == "local" and scheduler is None:
+        yield None, workers
+        return
+    from .scan import dask_executor
+
+    with dask_executor(scheduler, workers) as running:
+        yield running
+
+
 @dataclass(frozen=True)
 class _Reading:
     """The reading options of `scan`, resolved against the preset."""
@@ -256,9 +313,20 @@ def _reading(
     return _Reading(spec, names, colour_map.names, pattern or base.glob, roi, options, workers)
 
 
-def _scan(paths: tuple[str, ...], reading: _Reading, display, **how: bool) -> ScanResult:
+def _scan(
+    paths: tuple[str, ...],
+    reading: _Reading,
+    display,
+    *,
+    executor: str = "local",
+    scheduler: str | None = None,
+    **how,
+) -> ScanResult:
     """Scan ``paths`` as ``reading`` says, with a progress bar; ``how``: see `scan.scan`."""
-    with display.progress() as progress:
+    with (
+        _executor(executor, scheduler, reading.workers) as (pool, workers),
+        display.progress() as progress,
+    ):
         result = scan(
             paths,
             reading.spec,
@@ -266,7 +334,8 @@ def _scan(paths: tuple[str, ...], reading: _Reading, display, **how: bool) -> Sc
             regions=reading.roi,
             options=reading.options,
             names=reading.names,
-            workers=reading.workers,
+            workers=workers,
+            executor=pool,
             progress=progress,
             **how,
         )
@@ -375,6 +444,7 @@ def cli() -> None:
     is_flag=True,
     help="Go on past masks that cannot be read, and list them in the document's errors.",
 )
+@scale_options
 @weight_options
 @output_options
 def scan_command(paths, skip_errors, **options) -> None:
@@ -387,8 +457,9 @@ def scan_command(paths, skip_errors, **options) -> None:
         classweights scan masks/ --ignore-index 255 --method median
     """
     reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
+    scale = {k: options.pop(k) for k in _SCALE_OPTIONS}
     display = _display(options["quiet"])
-    result = _scan(paths, reading, display, skip_errors=skip_errors)
+    result = _scan(paths, reading, display, skip_errors=skip_errors, **scale)
     for path, error in result.counts.errors:
         display.warn(f"skipped {path}: {error}")
     _emit(result, display, **options)
@@ -480,6 +551,7 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
     help="Write the report here (atomically) instead of to stdout.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+@scale_options
 def check_command(
     paths,
     allowed_values,
@@ -508,10 +580,11 @@ def check_command(
     if (baseline is None) != (max_drift is None):
         raise click.UsageError("--baseline and --max-drift go together")
     baseline = load(baseline) if baseline else None  # before the scan: a bad path fails fast
+    scale = {k: options.pop(k) for k in _SCALE_OPTIONS}
     reading = _reading(**options)
     reading = replace(reading, spec=replace(reading.spec, allowed_values=allowed_values))
     display = _display(quiet)
-    result = _scan(paths, reading, display, skip_errors=True, strict=False)
+    result = _scan(paths, reading, display, skip_errors=True, strict=False, **scale)
     rules = Rules(
         require_classes=require_classes.split(",") if require_classes else None,
         min_share=min_share,
@@ -520,7 +593,10 @@ def check_command(
         baseline=baseline,
         max_drift=max_drift,
     )
-    masks = find_masks(paths, reading.pattern) if images else ()
+    masks = find_masks(paths, reading.pattern) if images else []
+    if scale["shard"]:  # the images rule pairs this shard's masks alone
+        index, count = scale["shard"]
+        masks = [mask for mask in masks if shard_of(mask.name, count) == index]
     violations = check(result, rules, masks)
     _write(CHECK_FORMATS[fmt](result, violations), output)
     if violations:
@@ -564,19 +640,28 @@ def weights_command(report, **options) -> None:
 
 @cli.command("merge")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--complete",
+    is_flag=True,
+    help="Exit 3 when a shard of a --shard split is missing (else a warning).",
+)
 @weight_options
 @output_options
-def merge_command(reports, **options) -> None:
+def merge_command(reports, complete, **options) -> None:
     """Add up the REPORTs of disjoint shards of one dataset into one report.
 
-    The reports must agree on --num-classes, --ignore-index and --map.
+    The reports must agree on --num-classes, --ignore-index and --map. Reports of
+    --shard I/N scans may not repeat a shard; a missing one is named.
 
     Example:
 
         classweights merge part1.json part2.json -o weights.json
     """
-    merged = merge([(path, load(path)) for path in reports])
-    _emit(merged, _display(options["quiet"]), **options)
+    merged = merge([(path, load(path)) for path in reports], complete=complete)
+    display = _display(options["quiet"])
+    for warning in merged.warnings:
+        display.warn(warning)
+    _emit(merged, display, **options)
 
 
 def _emit(

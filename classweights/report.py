@@ -21,7 +21,7 @@ from .counting import ClassCounts, LabelSpec
 from .errors import InputError, ReportError
 from .labelmaps import parse_color, parse_data
 from .masks import colour_hex
-from .scan import ScanResult, Source
+from .scan import ScanResult, Source, check_shard
 from .weights import Weights, frequency
 
 #: Significant digits of the weights and frequencies in a document.
@@ -77,12 +77,16 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "totals": {"files": counts.files, "pixels": counts.counted, "ignored": counts.ignored},
         "absent": weights.absent,
         "errors": [{"file": path, "error": error} for path, error in counts.errors],
-        "source": {
-            "paths": list(result.source.paths),
-            "files": result.source.files,
-            "fingerprint": result.source.fingerprint,
-        },
+        "source": _source(result.source),
     }
+
+
+def _source(source: Source) -> dict:
+    out: dict = {"paths": list(source.paths), "files": source.files}
+    out["fingerprint"] = source.fingerprint
+    if source.shard is not None:  # only then: unsharded documents stay as they were
+        out["shard"] = {"index": source.shard[0], "count": source.shard[1]}
+    return out
 
 
 def _json(doc: dict) -> str:
@@ -239,10 +243,19 @@ def _from_document(doc: dict) -> ScanResult:
         counts,
         spec,
         Source(
-            tuple(str(p) for p in source["paths"]), int(source["files"]), str(source["fingerprint"])
+            tuple(str(p) for p in source["paths"]),
+            int(source["files"]),
+            str(source["fingerprint"]),
+            _shard(source.get("shard")),
         ),
         names=None if all(n is None for n in names) else tuple(names),
     )
+
+
+def _shard(shard: dict | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    return check_shard((int(shard["index"]), int(shard["count"])))
 
 
 def settings_differ(first: ScanResult, other: ScanResult, where: str) -> str | None:
@@ -265,18 +278,68 @@ def settings_differ(first: ScanResult, other: ScanResult, where: str) -> str | N
     return None
 
 
-def merge(results: Sequence[tuple[str, ScanResult]]) -> ScanResult:
+def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) -> ScanResult:
     """Return the sum of reports of disjoint shards, given as ``(path, result)`` pairs.
 
     Raises `ReportError` naming a report whose settings differ from the first's
-    (`settings_differ`): adding such counts would be meaningless.
+    (`settings_differ`): adding such counts would be meaningless; and for reports of
+    ``--shard`` scans, one that repeats a shard or is of another split (`shard_problems`).
+    Missing shards are a warning of the result, or with ``complete`` an `InputError`.
     """
     (first_path, first), *rest = results
     for path, result in rest:
         differ = settings_differ(first, result, first_path)
         if differ:
             raise ReportError(path, f"{differ}; scan every shard with the same settings")
+    missing = shard_problems(results)
+    if missing and complete:
+        raise InputError(missing)
     total = sum((r.counts for _, r in rest), first.counts)
     return ScanResult(
-        total, first.spec, Source.merged([r.source for _, r in results]), names=first.names
+        total,
+        first.spec,
+        Source.merged([r.source for _, r in results]),
+        names=first.names,
+        warnings=(missing,) if missing else (),
+    )
+
+
+def shard_problems(results: Sequence[tuple[str, ScanResult]]) -> str | None:
+    """Return which shards of a split are missing from ``results`` (None if none is).
+
+    Raises `ReportError` naming a report that repeats a shard, is a shard of another count or
+    of other paths, or is a whole scan of the same paths as the shards: its masks would be
+    counted twice.
+    """
+    shards = [(path, r.source) for path, r in results if r.source.shard is not None]
+    if not shards:
+        return None
+    first_path, first = shards[0]
+    count = first.shard[1]
+    seen: dict[int, str] = {}
+    for path, source in shards:
+        index, of = source.shard
+        if of != count:
+            raise ReportError(
+                path, f"is shard {index}/{of} but {first_path} is one of {count} shards"
+            )
+        if source.paths != first.paths:
+            raise ReportError(
+                path, f"is a shard of {list(source.paths)} but {first_path} of {list(first.paths)}"
+            )
+        if index in seen:
+            raise ReportError(path, f"is shard {index}/{count} again (as {seen[index]})")
+        seen[index] = path
+    for path, result in results:
+        if result.source.shard is None and result.source.paths == first.paths:
+            raise ReportError(
+                path,
+                f"is a whole scan of the paths of shard {first.shard[0]}/{count} "
+                f"({first_path}): its masks would count twice",
+            )
+    missing = [i for i in range(count) if i not in seen]
+    if not missing:
+        return None
+    return f"{len(missing)} of {count} shards missing: " + ", ".join(
+        f"{i}/{count}" for i in missing
     )
