@@ -282,9 +282,11 @@ class _Listing:
         self.lossy = 0
 
     def __iter__(self) -> Iterator[MaskFile]:
+        add = self.fingerprint.add
         for mask in self._masks:
-            self.fingerprint.add(mask)
-            self.lossy += mask.path.lower().endswith(LOSSY_SUFFIXES)
+            add(mask)
+            if mask.path.lower().endswith(LOSSY_SUFFIXES):
+                self.lossy += 1
             yield mask
 
 

@@ -1,0 +1,236 @@
+"""The histogram cache (``--cache FILE``): each mask's raw-value histogram kept in SQLite, so a
+re-scan reads only the masks that are new or changed.
+
+A histogram is kept under the mask's relative path and the reading settings that change it
+(the ``.npz`` key, the pixel limit, the region masks, the tool's version), with the file's size
+and version (its modification time in nanoseconds, or an object store's ETag) to tell whether
+it is still the file's. The label settings (map, ignore values, class count) are applied after
+the histogram, so one cache serves any of them.
+
+SQLite in WAL mode lets readers go on while one process writes; writes are short transactions
+that wait for each other (a busy timeout), so runs that share a cache do not corrupt it. A file
+that is not a cache SQLite can read is rebuilt, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .masks import Histogram, MaskFile, ReadOptions
+
+#: How histograms are stored: little-endian int64, the values and then their counts.
+_STORED = np.dtype("<i8")
+
+#: The layout of the file; another one is rebuilt.
+SCHEMA = 1
+
+#: How long a run waits for another that is writing, in seconds.
+BUSY_TIMEOUT = 60
+
+#: Histograms written per transaction, and vanished masks forgotten per statement.
+WRITE_BATCH = 512
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS histograms (
+    settings TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    colour INTEGER NOT NULL,
+    histogram BLOB NOT NULL,
+    PRIMARY KEY (settings, name)
+) WITHOUT ROWID
+"""
+
+
+class HistogramCache:
+    """An open cache for one scan: `lookup` the listing, `put` what was read, `finish`.
+
+    Use `HistogramCache.open`.
+    """
+
+    def __init__(self, path: Path, settings: str, in_scope, warnings: list[str]) -> None:
+        self.path = path
+        self.settings = settings
+        self._in_scope = in_scope  # does a cached name belong to this scan's listing (shard)?
+        self.warnings = warnings
+        # Two connections: the listing is looked up in one long read, on a snapshot; writes
+        # are short transactions of their own, which never upgrade that read.
+        self._reader = _connect(path)
+        self._writer = _connect(path)
+        self._vanished: list[str] = []
+        self._complete = False
+
+    @classmethod
+    @contextmanager
+    def open(
+        cls,
+        path: str | os.PathLike,
+        paths: Sequence[str | os.PathLike],
+        options: ReadOptions,
+        shard: tuple[int, int] | None = None,
+    ) -> Iterator[HistogramCache]:
+        """Yield the cache at ``path`` for a scan of ``paths`` read with ``options``, creating
+        it, or rebuilding it with a warning when it is damaged."""
+        from .scan import shard_of
+
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise InputError(f"{path}: cannot use as a cache: not a regular file")
+        warnings = []
+        try:
+            _prepare(path)
+        except sqlite3.DatabaseError as error:
+            warnings.append(f"{path}: the cache was damaged ({error}); rebuilt it")
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            _prepare(path)
+        except sqlite3.Error as error:
+            raise InputError(f"{path}: cannot open the cache: {error}") from None
+
+        def in_scope(name: str) -> bool:
+            return shard is None or shard_of(name, shard[1]) == shard[0]
+
+        cache = cls(path, _settings(paths, options), in_scope, warnings)
+        try:
+            yield cache
+        finally:
+            cache._reader.close()
+            cache._writer.close()
+
+    def lookup(self, masks: Iterable[MaskFile]) -> Iterator[tuple[MaskFile, Histogram | None]]:
+        """Yield each mask with its cached histogram, or None when it must be read.
+
+        ``masks`` come in ascending name order, and so do the cached rows: one pass over both
+        (a merge join), in memory that does not grow with the number of masks. Cached masks of
+        this scan's scope that the listing no longer holds are forgotten by `finish`.
+        """
+        rows = self._reader.execute(
+            "SELECT name, size, version, colour, histogram FROM histograms "
+            "WHERE settings = ? ORDER BY name",
+            (self.settings,),
+        )
+        row = next(rows, None)
+        for mask in masks:
+            while row is not None and row[0] < mask.name:
+                if self._in_scope(row[0]):
+                    self._vanished.append(row[0])
+                row = next(rows, None)
+            hit = None
+            if row is not None and row[0] == mask.name:
+                if mask.version and (row[1], row[2]) == (mask.size, _version(mask)):
+                    hit = _histogram(row)
+                row = next(rows, None)
+            yield mask, hit
+        while row is not None:
+            if self._in_scope(row[0]):
+                self._vanished.append(row[0])
+            row = next(rows, None)
+        rows.close()
+        self._complete = True
+
+    def put(self, histograms: Sequence[tuple[MaskFile, Histogram]]) -> None:
+        """Keep the histograms of masks just read (those with a known version)."""
+        rows = [
+            (
+                self.settings,
+                mask.name,
+                mask.size,
+                _version(mask),
+                int(histogram.colour),
+                np.stack([histogram.values, histogram.counts]).astype(_STORED).tobytes(),
+            )
+            for mask, histogram in histograms
+            if mask.version and _storable(mask.name)
+        ]
+        self._write("INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def finish(self) -> None:
+        """Forget the masks that vanished, once the whole listing has been looked up."""
+        if not self._complete:
+            return
+        rows = [(self.settings, name) for name in self._vanished]
+        self._write("DELETE FROM histograms WHERE settings = ? AND name = ?", rows)
+        self._vanished = []
+
+    def _write(self, statement: str, rows: list[tuple]) -> None:
+        for start in range(0, len(rows), WRITE_BATCH):
+            # IMMEDIATE: take the write lock first (waiting for another run's), commit at once.
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.executemany(statement, rows[start : start + WRITE_BATCH])
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level None: no implicit transactions; each write says where its own begins.
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+
+
+def _storable(name: str) -> bool:
+    """Whether SQLite can hold ``name`` as text (a file name undecodable as UTF-8 cannot)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _prepare(path: Path) -> None:
+    """Create the cache, or check an existing one; raise `sqlite3.DatabaseError` if damaged."""
+    db = _connect(path)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")  # readers go on while one run writes
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("quick_check failed")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA):  # another layout: start again
+            db.execute("DROP TABLE IF EXISTS histograms")
+        db.execute(_CREATE)
+        db.execute(f"PRAGMA user_version = {SCHEMA}")
+    finally:
+        db.close()
+
+
+def _settings(paths: Sequence[str | os.PathLike], options: ReadOptions) -> str:
+    """Return the key of everything besides the file itself that changes a histogram."""
+    roots = [os.path.abspath(p) if os.path.exists(p) else os.fspath(p) for p in paths]
+    return json.dumps(
+        {
+            "classweights": __version__,
+            "paths": roots,
+            "npz_key": options.npz_key,
+            "max_pixels": options.max_pixels,
+        },
+        sort_keys=True,
+    )
+
+
+def _version(mask: MaskFile) -> str:
+    """Return the version of a mask and, when it has one, of its region mask."""
+    if mask.region is None:
+        return mask.version
+    try:
+        stat = os.stat(mask.region)
+    except OSError:
+        return ""  # read it, and let reading say what is wrong
+    return f"{mask.version} region {mask.region} {stat.st_size} {stat.st_mtime_ns}"
+
+
+def _histogram(row: tuple) -> Histogram:
+    # The values, then their counts. No copy on a little-endian machine: read-only views of
+    # the row's bytes.
+    values, counts = np.frombuffer(row[4], _STORED).astype(np.int64, copy=False).reshape(2, -1)
+    return Histogram(values, counts, bool(row[3]))
