@@ -57,7 +57,7 @@ def test_the_merge_of_all_shards_equals_the_whole_scan(masks, count):
     merged = merge(parts, complete=True)
     assert merged.counts == whole.counts
     assert merged.warnings == ()
-    for method in ("inverse", "median", "enet"):
+    for method in ("inverse", "median", "enet") if whole.counts.counted else ():
         mine, theirs = (
             document(result, compute_weights(result.counts, method)) for result in (merged, whole)
         )
