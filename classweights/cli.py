@@ -203,7 +203,9 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
         return None
     index, slash, count = value.partition("/")
     try:
-        return check_shard((int(index), int(count))) if slash else check_shard(value)
+        if not slash:
+            raise ValueError(value)
+        return check_shard((int(index), int(count)))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not I/N with 0 <= I < N, e.g. 0/4") from None
 

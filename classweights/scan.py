@@ -322,9 +322,7 @@ def count_task(task: Task) -> TaskResult:
             histogram = read_histogram(mask, task.options)
             tally.add(histogram, mask.path)
         except MaskError as error:
-            if not task.skip_errors:
-                raise
-            tally.counts.errors.append((error.path, error.message))
+            tally.fail(error, task.skip_errors)
             continue
         if kept is not None:
             kept.append((mask, histogram))
@@ -350,6 +348,12 @@ class _Tally:
         self._values += len(histogram.values)
         if self._values > BATCH_VALUES:
             self._flush()
+
+    def fail(self, error: MaskError, skip_errors: bool) -> None:
+        """Raise a mask's error, or with ``skip_errors`` list it in the counts' errors."""
+        if not skip_errors:
+            raise error
+        self.counts.errors.append((error.path, error.message))
 
     def _flush(self) -> None:
         self.counts.add_masks(self._histograms, self.spec, self._paths)
@@ -391,7 +395,10 @@ def count_masks(
             if histogram is None:
                 yield mask
                 continue
-            cached.add(histogram, mask.path)
+            try:
+                cached.add(histogram, mask.path)
+            except MaskError as error:  # a colour mask, cached in a run with a colour map
+                cached.fail(error, skip_errors)
             done += 1
             if progress and done % MAX_CHUNK == 0:
                 progress(done, listed)

@@ -147,3 +147,23 @@ def test_two_runs_sharing_a_cache_do_not_corrupt_it(tmp_path, reads):
     assert len(rows(cache)) == 150
     scan([root], workers=1, cache=cache)
     assert reads == []
+
+
+def test_a_cached_colour_mask_without_a_colour_map_is_an_error_or_skipped(tmp_path, reads):
+    from PIL import Image
+
+    from classweights import MaskError
+
+    root, cache = tmp_path / "masks", tmp_path / "c.sqlite"
+    save_mask(root / "a.png", MASK_A, "P")
+    Image.fromarray(np.full((2, 3, 3), 255, np.uint8)).save(root / "b.png")  # all white
+    coloured = LabelSpec(colors=((0xFFFFFF, 0),))
+    scan([root], coloured, workers=1, cache=cache)
+    assert len(rows(cache)) == 2
+    reads.clear()
+    with pytest.raises(MaskError, match=r"b\.png: is a colour"):
+        scan([root], workers=1, cache=cache)
+    skipped = scan([root], workers=1, cache=cache, skip_errors=True)
+    assert reads == []
+    assert [path for path, _ in skipped.counts.errors] == [str(root / "b.png")]
+    assert skipped.counts == scan([root], workers=1, skip_errors=True).counts
