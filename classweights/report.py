@@ -82,8 +82,7 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
 
 
 def _source(source: Source) -> dict:
-    out: dict = {"paths": list(source.paths), "files": source.files}
-    out["fingerprint"] = source.fingerprint
+    out = {"paths": list(source.paths), "files": source.files, "fingerprint": source.fingerprint}
     if source.shard is not None:  # only then: unsharded documents stay as they were
         out["shard"] = {"index": source.shard[0], "count": source.shard[1]}
     return out
@@ -283,7 +282,7 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
 
     Raises `ReportError` naming a report whose settings differ from the first's
     (`settings_differ`): adding such counts would be meaningless; and for reports of
-    ``--shard`` scans, one that repeats a shard or is of another split (`shard_problems`).
+    ``--shard`` scans, one that repeats a shard or is of another split (`missing_shards`).
     Missing shards are a warning of the result, or with ``complete`` an `InputError`.
     """
     (first_path, first), *rest = results
@@ -291,7 +290,7 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
         differ = settings_differ(first, result, first_path)
         if differ:
             raise ReportError(path, f"{differ}; scan every shard with the same settings")
-    missing = shard_problems(results)
+    missing = missing_shards(results)
     if missing and complete:
         raise InputError(missing)
     total = sum((r.counts for _, r in rest), first.counts)
@@ -304,7 +303,7 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
     )
 
 
-def shard_problems(results: Sequence[tuple[str, ScanResult]]) -> str | None:
+def missing_shards(results: Sequence[tuple[str, ScanResult]]) -> str | None:
     """Return which shards of a split are missing from ``results`` (None if none is).
 
     Raises `ReportError` naming a report that repeats a shard, is a shard of another count or

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
-from classweights import LabelSpec, scan
+from classweights import ClassWeightsError, LabelSpec, scan
 from helpers import assert_one_line_error, run, save_mask
 
 distributed = pytest.importorskip("distributed")
@@ -13,8 +16,12 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    """One local cluster for the module: 2 worker processes on loopback, no dashboard."""
+    """One local cluster for the module: 2 worker processes on loopback, no dashboard; a task
+    whose worker dies is not retried on another (a test kills one)."""
+    import dask
+
     with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -66,3 +73,10 @@ def test_an_unreachable_scheduler_is_one_line_exit_3(masks):
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         result = run("scan", masks, "-q", "--scheduler", "tcp://127.0.0.1:9")
     assert_one_line_error(result, 3, "tcp://127.0.0.1:9", "cannot reach the Dask scheduler")
+
+
+def test_a_dask_worker_that_dies_is_one_error(client):
+    # Last in this module: the cluster's nanny restarts the worker meanwhile.
+    scan_module = sys.modules["classweights.scan"]
+    with pytest.raises(ClassWeightsError, match=r"^a worker process ended unexpectedly \(a Dask"):
+        list(scan_module.run_tasks(os._exit, [3], client.get_executor(), in_flight=1))
