@@ -219,6 +219,10 @@ def scan(
             raise ValueError(f"{len(names)} class names for {spec.num_classes} classes")
     if shard is not None:
         shard = check_shard(shard)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(
+            f"executor must be a concurrent.futures.Executor, not {type(executor).__name__}"
+        )
     listing = _Listing(_list_masks(paths, pattern, regions, shard))
     warnings: list[str | None] = []
     with contextlib.ExitStack() as stack:

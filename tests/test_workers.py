@@ -126,6 +126,12 @@ def test_a_thread_pool_gives_the_same_counts(tiny):
         assert scan([tiny], spec, executor=threads).counts == scan([tiny], spec).counts
 
 
+def test_an_executor_that_is_not_one_is_named(tiny):
+    message = r"executor must be a concurrent\.futures\.Executor, not int"
+    with pytest.raises(TypeError, match=message):
+        scan([tiny], executor=4)
+
+
 def test_no_fork_while_another_thread_runs():
     if sys.platform.startswith("linux") and threading.active_count() == 1:
         assert SCAN._start_context().get_start_method() == "fork"
