@@ -123,7 +123,12 @@ def scan(
     # The workers are forked before the masks are listed, so that none holds a copy of the
     # list: their memory stays the same whatever the dataset's size.
     with Workers(workers) as pool:
-        masks = find_masks(paths, pattern)
+        masks = find_masks(
+            paths,
+            pattern,
+            storage_options=dict(options.storage_options),
+            column=options.column,
+        )
         if regions is not None:
             masks = pair_regions(masks, regions)
         counts = count_masks(
