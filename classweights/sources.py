@@ -329,7 +329,8 @@ def version(info: Mapping[str, Any]) -> str:
 
 def _fs_walk(fs: Any, root: str, url: str, pattern: str | None, shown: str) -> Iterator[MaskFile]:
     """Yield the masks under ``root`` of an fsspec filesystem, as `walk` does locally; each
-    mask's path is ``url`` joined with its relative name."""
+    mask's path is ``url`` joined with its relative name, or without ``url`` its path in
+    ``fs``. A folder named ``.`` (``tar -cf x.tar .``) is its parent."""
     wanted = _wanted(pattern)
     base = url.rstrip("/") + "/" if url else ""
 
@@ -339,6 +340,8 @@ def _fs_walk(fs: Any, root: str, url: str, pattern: str | None, shown: str) -> I
         entries = []
         for info in listed:
             name = posixpath.basename(info["name"].rstrip("/"))
+            if name == "." and info["type"] == "directory" and path in ("", "/"):
+                yield from folder(info["name"], prefix)
             if not name or name.startswith(".") or info["name"].rstrip("/") == path.rstrip("/"):
                 continue
             entries.append((name + "/" if info["type"] == "directory" else name, info))
@@ -347,7 +350,8 @@ def _fs_walk(fs: Any, root: str, url: str, pattern: str | None, shown: str) -> I
             if key[-1] == "/":
                 yield from folder(info["name"], prefix + key)
             elif wanted(key, prefix + key):
-                yield _remote_file(base + prefix + key, prefix + key, info)
+                where = base + prefix + key if base else info["name"]
+                yield _remote_file(where, prefix + key, info)
 
     return folder(root, "")
 
@@ -357,7 +361,7 @@ def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) ->
     with errors(path):
         fs = _archive_filesystem(path, options)
     for mask in _fs_walk(fs, "", "", pattern, path):
-        yield mask._replace(path=f"{kind}://{mask.name}::{path}")
+        yield mask._replace(path=f"{kind}://{mask.path}::{path}")
 
 
 # -- Parquet ----------------------------------------------------------------------------------
@@ -387,7 +391,7 @@ def _parquet_rows(
                     row += 1
     # Names need not be in order within the file: only names and sizes are held, never bytes.
     rows.sort()
-    wanted = (lambda n: True) if pattern is None else _wanted(pattern)
+    wanted = (lambda name, relative: True) if pattern is None else _wanted(pattern)
     for own, size, row in rows:
         if wanted(posixpath.basename(own), own):
             yield MaskFile(f"{path}#{row}", own, size, version=stamp)
