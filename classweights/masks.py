@@ -8,7 +8,6 @@ colour mask, the colour packed as ``0xRRGGBB``.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import struct
@@ -123,9 +122,9 @@ def find_masks(
 ) -> list[MaskFile]:
     """Return the masks that ``paths`` (folders, files, globs, URLs, archives, Parquet files)
     name, without repeats, in order of name: `sources.iter_masks` as a list."""
-    from .sources import iter_masks
-
-    return list(iter_masks(paths, pattern, storage_options=storage_options, column=column))
+    return list(
+        sources.iter_masks(paths, pattern, storage_options=storage_options, column=column)
+    )
 
 
 def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[MaskFile]:
@@ -134,9 +133,7 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
     Raises `MaskError` naming the first mask that has no region file.
     """
-    from .sources import walk
-
-    regions = {stem(region.name): region.path for region in walk(os.fspath(region_dir))}
+    regions = {stem(r.name): r.path for r in sources.walk(os.fspath(region_dir))}
     refuse_twins(masks)
     paired = []
     for mask in masks:
@@ -253,12 +250,10 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
-    from .sources import read_bytes
-
     reader = _array_reader(path)
     if reader is not None:
         return _array_histogram(reader(_source(path, options), path, options.npz_key), path)
-    data = read_bytes(path, options)
+    data = sources.read_bytes(path, options)
     layout = png.layout(data)
     if layout is not None:
         lines = png.scanlines(layout, options.max_pixels)
@@ -336,9 +331,7 @@ def pack_rgb(red, green, blue):
 
 def _source(path: str, options: ReadOptions) -> str | io.BytesIO:
     """Return what a decoder opens: a local path as it is, anything else as its bytes."""
-    from .sources import is_local, read_bytes
-
-    return path if is_local(path) else io.BytesIO(read_bytes(path, options))
+    return path if sources.is_local(path) else io.BytesIO(sources.read_bytes(path, options))
 
 
 def _read_npy(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.ndarray:
@@ -370,6 +363,8 @@ def _read_nifti(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.
         return np.asanyarray(nibabel.load(source).dataobj)
     data = source.getvalue()
     if data[:2] == b"\x1f\x8b":  # .nii.gz
+        import gzip
+
         data = gzip.decompress(data)
     image = None
     if data[:4] in ((348).to_bytes(4, "little"), (348).to_bytes(4, "big")):
@@ -390,9 +385,7 @@ _ARRAY_READERS: dict[str, Callable[[str | io.BytesIO, str, str | None], np.ndarr
 
 
 def _array_reader(path: str) -> Callable[[str | io.BytesIO, str, str | None], np.ndarray] | None:
-    from .sources import leaf
-
-    name = leaf(path).lower()
+    name = sources.leaf(path).lower()
     return next((r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix)), None)
 
 
@@ -460,3 +453,7 @@ def _sum_histograms(parts: list[Histogram]) -> Histogram:
     total = np.zeros(len(distinct), np.int64)
     np.add.at(total, slot, counts)
     return Histogram(distinct, total, any(h.colour for h in parts))
+
+
+# Last: sources lists and reads the masks this module describes, and imports its names.
+from . import sources  # noqa: E402

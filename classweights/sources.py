@@ -16,7 +16,6 @@ whole. A mask's ``path`` says where to read it: a local path, a URL, ``tar://MEM
 
 from __future__ import annotations
 
-import bisect
 import glob
 import heapq
 import json
@@ -357,11 +356,32 @@ def _fs_walk(fs: Any, root: str, url: str, pattern: str | None, shown: str) -> I
 
 
 def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) -> Iterator[MaskFile]:
+    """Yield the masks in an archive, named by their paths in it (``./`` left out).
+
+    The names come from the archive's own index (tar headers, the zip directory), which fsspec
+    reads once; an archive's listing is held whole, as its index is.
+    """
     kind, _ = _archive(path)  # type: ignore[misc]
+    wanted = _wanted(pattern)
     with errors(path):
         fs = _archive_filesystem(path, options)
-    for mask in _fs_walk(fs, "", "", pattern, path):
-        yield mask._replace(path=f"{kind}://{mask.path}::{path}")
+        if kind == "tar":
+            members = [(key, info) for key, (info, _, _) in fs.index.items()]
+        else:
+            members = [(item.filename, {"type": "directory" if item.is_dir() else "file",
+                        "size": item.file_size, "mtime": item.date_time})
+                       for item in fs.zip.infolist()]  # fmt: skip
+    found = []
+    for key, info in members:
+        name = re.sub(r"^(\./|/)+", "", key)
+        parts = name.split("/")
+        if info["type"] != "file" or any(p.startswith(".") for p in parts):
+            continue
+        if wanted(parts[-1], name):
+            found.append(MaskFile(f"{kind}://{key}::{path}", name, int(info["size"]),
+                                  version=version(info)))  # fmt: skip
+    found.sort(key=itemgetter(1))
+    return iter(found)
 
 
 # -- Parquet ----------------------------------------------------------------------------------
@@ -467,11 +487,15 @@ def read_bytes(mask: MaskFile | str, options: ReadOptions = ReadOptions()) -> by
 def _read_stored(path: str, options: dict[str, Any], column: str | None) -> bytes:
     member = _MEMBER.match(path)
     if member:
-        return _archive_filesystem(member.group(3), options).cat_file(member.group(2))
+        return _member_bytes(_archive_filesystem(member.group(3), options), member.group(2))
     row = _ROW.match(path)
     if row:
         return _row_bytes(row.group(1), int(row.group(2)), options, column)
     fs, where = filesystem(path, options)
+    if getattr(fs, "max_concurrency", 1) > 1:
+        # s3fs asks for the size first (a request per mask) when it may split a download in
+        # parallel parts; a mask is one part.
+        return fs.cat_file(where, max_concurrency=1)
     return fs.cat_file(where)
 
 
@@ -528,6 +552,17 @@ def _archive_filesystem(path: str, options: Mapping[str, Any]) -> Any:
     )
 
 
+def _member_bytes(fs: Any, member: str) -> bytes:
+    """Return an archive member's bytes: a tar's regular file straight from its offset (tarfile
+    would look the name up member by member), anything else through fsspec."""
+    entry = getattr(fs, "index", {}).get(member)
+    if entry is not None and entry[0]["type"] == "file" and not entry[0].get("linkname"):
+        info, offset, _ = entry
+        fs.fo.seek(offset)
+        return fs.fo.read(info["size"])
+    return fs.cat_file(member)
+
+
 #: The row group last read in this process, as (file, group, its image bytes).
 _GROUP: list[Any] = [None, -1, None]
 
@@ -545,6 +580,8 @@ def _row_bytes(path: str, row: int, options: dict[str, Any], column: str | None)
     parquet, name, struct, starts = _cached(
         ("parquet", path, column, _options_key(options)), open_file
     )
+    import bisect
+
     group = bisect.bisect_right(starts, row) - 1
     if _GROUP[0] != (os.getpid(), path) or _GROUP[1] != group:
         # Tasks hold masks in order, so consecutive rows come from one group: read it once.
