@@ -546,14 +546,9 @@ def check_command(
         baseline=baseline,
         max_drift=max_drift,
     )
-    options = reading.options
+    stored = dict(reading.options.storage_options)
     masks = (
-        find_masks(
-            paths,
-            reading.pattern,
-            storage_options=dict(options.storage_options),
-            column=options.column,
-        )
+        find_masks(paths, reading.pattern, storage_options=stored, column=reading.options.column)
         if images
         else ()
     )

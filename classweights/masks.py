@@ -122,9 +122,7 @@ def find_masks(
 ) -> list[MaskFile]:
     """Return the masks that ``paths`` (folders, files, globs, URLs, archives, Parquet files)
     name, without repeats, in order of name: `sources.iter_masks` as a list."""
-    return list(
-        sources.iter_masks(paths, pattern, storage_options=storage_options, column=column)
-    )
+    return list(sources.iter_masks(paths, pattern, storage_options=storage_options, column=column))
 
 
 def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[MaskFile]:

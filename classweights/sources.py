@@ -406,7 +406,7 @@ def _parquet_rows(
                 data = values.field("bytes") if struct else values
                 names = values.field("path").to_pylist() if struct else [None] * len(values)
                 sizes = pc.fill_null(pc.binary_length(data), 0).to_pylist()
-                for own, size in zip(names, sizes):
+                for own, size in zip(names, sizes, strict=True):
                     rows.append((own or f"{base}#{row}", size, row))
                     row += 1
     # Names need not be in order within the file: only names and sizes are held, never bytes.
@@ -421,7 +421,7 @@ def _pyarrow(path: str) -> Any:
     try:
         import pyarrow
         import pyarrow.compute
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     except ImportError:
         raise InputError(
             f"{path}: reading Parquet needs pyarrow: pip install pyarrow "
@@ -450,9 +450,7 @@ def _open_parquet(file: Any, path: str, column: str | None) -> tuple[Any, str, b
             raise InputError(f"{path}: {which}; name one with --column")
         column = images[0]
     if column not in schema.names:
-        raise InputError(
-            f"{path}: no column {column!r}; its columns are {', '.join(schema.names)}"
-        )
+        raise InputError(f"{path}: no column {column!r}; its columns are {', '.join(schema.names)}")
     struct = image_like(schema.field(column))
     if struct is None:
         raise InputError(

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from classweights.masks import find_masks
 from helpers import MASK_A, MASK_B, assert_one_line_error, run, run_json, save_mask
 
 pytest.importorskip("s3fs")
@@ -78,6 +80,11 @@ def test_a_bucket_counts_as_the_disk_does(s3, tmp_path):
     assert one["totals"] == {"files": 1, "pixels": 16, "ignored": 0}
     some = run_json("scan", "s3://cw-same/masks/a/*.png", *options(s3), "-q")
     assert some["totals"]["files"] == 2
+    # A stored file's version is its ETag, which changes when the object does.
+    endpoint = {"client_kwargs": {"endpoint_url": s3}}
+    listed = find_masks(["s3://cw-same/masks"], storage_options=endpoint)
+    assert [m.name for m in listed] == sorted(MASKS)
+    assert all(m.version.strip('"') for m in listed)
 
 
 def test_check_takes_storage_options_too(s3, tmp_path):
@@ -117,4 +124,3 @@ def test_a_bucket_policy_that_denies_is_access_denied(s3, tmp_path):
     if result.exit_code == 0:
         pytest.skip("this moto does not enforce bucket policies")
     assert_one_line_error(result, 3, "s3://cw-denied/masks", "access denied")
-

@@ -13,10 +13,10 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
-from helpers import MASK_A, MASK_B, assert_one_line_error, run, run_json, save_mask
 
 from classweights.masks import MaskFile, ReadOptions, find_masks, read_histogram
 from classweights.sources import freeze, iter_masks, parse_storage_options, read_bytes
+from helpers import MASK_A, MASK_B, assert_one_line_error, run, run_json, save_mask
 
 #: The same masks in every store: names with folders, one at the top.
 MASKS = {"a/1.png": MASK_A, "a/2.png": MASK_B, "b/3.png": MASK_B, "top.png": MASK_A}
@@ -220,6 +220,7 @@ def test_local_listing_is_lazy_sorted_and_versioned(on_disk):
     assert isinstance(first, MaskFile) and first.name == "a/1.png"
     assert first.version == str(os.stat(first.path).st_mtime_ns)
     assert [first.name, *(m.name for m in stream)] == sorted(MASKS)
+    assert [m.name for m in iter_masks([f"file://{on_disk}"])] == sorted(MASKS)
     # Several paths come out merged in name order, without repeats.
     both = iter_masks([on_disk / "b", on_disk / "a", on_disk / "a" / "1.png"])
     assert [m.name for m in both] == ["1.png", "2.png", "3.png"]
@@ -237,6 +238,7 @@ def test_stored_npy_and_nifti_are_read_from_bytes(tmp_path):
     try:
         for name in ("v.npy", "v.nii", "v.nii.gz"):
             counts = read_histogram(MaskFile(f"memory://cw-arrays/{name}", name))
-            assert dict(zip(counts.values.tolist(), counts.counts.tolist())) == {0: 3, 1: 2, 2: 3}
+            pairs = zip(counts.values.tolist(), counts.counts.tolist(), strict=True)
+            assert dict(pairs) == {0: 3, 1: 2, 2: 3}
     finally:
         memory.rm("/cw-arrays", recursive=True)
