@@ -520,8 +520,8 @@ def filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
     protocol = _URL.match(url).group(1).lower()  # type: ignore[union-attr]
     try:
         cls = fsspec.get_filesystem_class(protocol)
-    except ImportError:
-        raise InputError(f"{url}: {_needs(protocol)}") from None
+    except ImportError as error:
+        raise InputError(f"{url}: {_needs(protocol, error)}") from None
     except ValueError:
         raise InputError(f"{url}: unknown protocol {protocol}://") from None
     fs = _cached(("fs", protocol, _options_key(options)), lambda: cls(**options))
@@ -616,13 +616,13 @@ def reason(error: BaseException, url: str) -> str:
         return "no credentials found (configure them, or --storage-option anon=true)"
     if isinstance(error, ImportError):
         match = _URL.match(url)
-        return _needs(match.group(1).lower()) if match else str(error)
+        return _needs(match.group(1).lower(), error) if match else str(error)
     text = (str(error) or kind).strip().splitlines()
     return text[0] if text else kind
 
 
-def _needs(protocol: str) -> str:
+def _needs(protocol: str, error: ImportError) -> str:
     package, extra = PACKAGES.get(protocol, (None, None))
-    if package is None:
-        return f"{protocol}:// needs a package fsspec names: see fsspec's known implementations"
+    if package is None:  # fsspec's own message names the packages (https: aiohttp)
+        return f"{protocol}:// needs a package: {str(error).splitlines()[0]}"
     return f"{protocol}:// needs {package}: pip install {package} (or '.[{extra}]' from a clone)"

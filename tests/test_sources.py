@@ -195,10 +195,12 @@ def test_storage_options_parse_as_json_with_dotted_keys():
 
 
 def test_missing_package_unknown_protocol_and_missing_url(tmp_path):
-    pytest.importorskip("fsspec")
-    if "gcsfs" not in fsspec.registry and not _installed("gcsfs"):
+    if not _installed("gcsfs"):
         result = run("scan", "gs://bucket/masks")
         assert_one_line_error(result, 3, "gs://bucket/masks", "needs gcsfs", "'.[gcs]'")
+    if not _installed("huggingface_hub"):
+        result = run("scan", "hf://datasets/o/n/train.parquet", "--column", "label")
+        assert_one_line_error(result, 3, "hf://datasets/o/n/train.parquet", "'.[hf]'")
     assert_one_line_error(run("scan", "nope://x/y"), 3, "nope://x/y", "unknown protocol")
     result = run("scan", "memory://cw-none/masks")
     assert_one_line_error(result, 3, "memory://cw-none/masks", "no such file")
