@@ -366,7 +366,7 @@ def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) ->
     with errors(path):
         fs = _archive_filesystem(path, options)
         if kind == "tar":
-            members = [(key, info) for key, (info, _, _) in fs.index.items()]
+            members = [(key, entry[0]) for key, entry in fs.index.items()]  # (info, offset, ...)
         else:
             members = [(item.filename, {"type": "directory" if item.is_dir() else "file",
                         "size": item.file_size, "mtime": item.date_time})
@@ -555,9 +555,8 @@ def _member_bytes(fs: Any, member: str) -> bytes:
     would look the name up member by member), anything else through fsspec."""
     entry = getattr(fs, "index", {}).get(member)
     if entry is not None and entry[0]["type"] == "file" and not entry[0].get("linkname"):
-        info, offset, _ = entry
-        fs.fo.seek(offset)
-        return fs.fo.read(info["size"])
+        fs.fo.seek(entry[1])
+        return fs.fo.read(entry[0]["size"])
     return fs.cat_file(member)
 
 

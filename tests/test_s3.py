@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,16 @@ def test_a_bucket_counts_as_the_disk_does(s3, tmp_path):
     assert one["totals"] == {"files": 1, "pixels": 16, "ignored": 0}
     some = run_json("scan", "s3://cw-same/masks/a/*.png", *options(s3), "-q")
     assert some["totals"]["files"] == 2
+    # A tar shard in the bucket is a folder, its members read by range requests.
+    import s3fs
+
+    with tarfile.open(tmp_path / "masks.tar", "w") as shard:
+        shard.add(tmp_path / "masks", arcname=".")
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3}, skip_instance_cache=True)
+    fs.put_file(str(tmp_path / "masks.tar"), "cw-same/masks.tar")
+    tarred = run_json("scan", "s3://cw-same/masks.tar", *options(s3), "--ignore-index", "255")
+    assert tarred["source"].pop("paths") == ["s3://cw-same/masks.tar"]
+    assert tarred == local
     # A stored file's version is its ETag, which changes when the object does.
     endpoint = {"client_kwargs": {"endpoint_url": s3}}
     listed = find_masks(["s3://cw-same/masks"], storage_options=endpoint)

@@ -60,6 +60,16 @@ def test_memory_url_counts_as_the_disk_does(on_disk):
         assert globbed["totals"]["files"] == 3
         single = scan_doc("memory://cw-test/masks/top.png")
         assert single["classes"][1]["pixels"] == 4
+        # An archive in a store is a folder too; so is a Parquet file.
+        shard = io.BytesIO()
+        with tarfile.open(fileobj=shard, mode="w") as out:
+            out.add(on_disk, arcname=".")
+        memory.pipe_file("/cw-test/masks.tar", shard.getvalue())
+        same_dataset(scan_doc("memory://cw-test/masks.tar"), local)
+        write_hf_parquet(on_disk.parent / "t.parquet", [(d, n) for n, d in files(on_disk).items()
+                                                        if n.endswith(".png")])  # fmt: skip
+        memory.pipe_file("/cw-test/t.parquet", (on_disk.parent / "t.parquet").read_bytes())
+        same_dataset(scan_doc("memory://cw-test/t.parquet"), local)
     finally:
         memory.rm("/cw-test", recursive=True)
 
