@@ -27,6 +27,7 @@ from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
 from .report import DIGITS, FORMATS, document, load, merge, write_atomic
 from .scan import ScanResult, check_shard, scan, shard_of
+from .sources import freeze, parse_storage_options
 from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
 
 if TYPE_CHECKING:
@@ -116,6 +117,13 @@ def _check_output(ctx: click.Context, param: click.Parameter, value: str | None)
     return value
 
 
+def _parse_storage_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
+    try:
+        return freeze(parse_storage_options(values))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def _options(*options: Callable) -> Callable:
     def apply(command: Callable) -> Callable:
         return functools.reduce(lambda f, option: option(f), reversed(options), command)
@@ -183,6 +191,20 @@ label_options = _options(
         help="Folder of region masks: count only pixels where the same-named mask is non-zero.",
     ),
     click.option("--npz-key", metavar="KEY", help="The array to read from .npz files."),
+    click.option(
+        "--column",
+        metavar="NAME",
+        help="A Parquet file's image column [default: its only one].",
+    ),
+    click.option(
+        "--storage-option",
+        "storage_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=_parse_storage_options,
+        help="Passed to the filesystem of a URL (repeatable), e.g. anon=true, "
+        "client_kwargs.endpoint_url=http://host:9000.",
+    ),
     click.option(
         "--max-pixels",
         type=click.IntRange(min=1),
@@ -283,6 +305,8 @@ def _reading(
     pattern: str | None,
     roi: str | None,
     npz_key: str | None,
+    column: str | None,
+    storage_option: tuple[tuple[str, object], ...],
     max_pixels: int,
     workers: int | None,
 ) -> _Reading:
@@ -311,7 +335,7 @@ def _reading(
         colors=colour_map.colors,
         unknown_colors=unknown_colors,
     )
-    options = ReadOptions(npz_key, max_pixels)
+    options = ReadOptions(npz_key, max_pixels, storage_option, column)
     return _Reading(spec, names, colour_map.names, pattern or base.glob, roi, options, workers)
 
 
@@ -452,7 +476,9 @@ def cli() -> None:
 def scan_command(paths, skip_errors, **options) -> None:
     """Count pixels per class in the masks under PATH... and derive class weights.
 
-    PATH is a directory (searched recursively), a mask file, or a glob.
+    PATH is a directory (searched recursively), a mask file, a glob, a URL
+    (s3://, gs://, az://, hf://, https://, memory://), a .tar, .tar.gz or .zip
+    archive, or a .parquet file (see --column).
 
     Example:
 
@@ -595,7 +621,12 @@ def check_command(
         baseline=baseline,
         max_drift=max_drift,
     )
-    masks = find_masks(paths, reading.pattern) if images else []
+    stored = dict(reading.options.storage_options)
+    masks = (
+        find_masks(paths, reading.pattern, storage_options=stored, column=reading.options.column)
+        if images
+        else []
+    )
     if scale["shard"]:  # the images rule pairs this shard's masks alone
         index, count = scale["shard"]
         masks = [mask for mask in masks if shard_of(mask.name, count) == index]

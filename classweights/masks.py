@@ -8,17 +8,15 @@ colour mask, the colour packed as ``0xRRGGBB``.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -82,11 +80,15 @@ class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends the
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How masks are read: the array to take from ``.npz`` files, and the largest image (in
-    pixels, per frame) to decode, a guard against decompression bombs."""
+    """How masks are read: the array to take from ``.npz`` files, the largest image (in
+    pixels, per frame) to decode, a guard against decompression bombs; the fsspec storage
+    options of masks stored elsewhere (see `sources.freeze`), and a Parquet file's image
+    column."""
 
     npz_key: str | None = None
     max_pixels: int = MAX_PIXELS
+    storage_options: tuple[tuple[str, Any], ...] = ()
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,91 +113,16 @@ def colour_hex(packed: int) -> str:
     return f"#{packed:06x}"
 
 
-def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -> list[MaskFile]:
-    """Return the masks that ``paths`` (directories, files or globs) name, without repeats.
-
-    Directories are searched recursively, following links but never into a loop, in sorted
-    order; ``pattern`` (a glob on the file name, or on the relative path when it holds a
-    ``/``) narrows what counts there, else `MASK_SUFFIXES` do. Hidden files are left out.
-    """
-    paths = [os.fspath(p) for p in paths]
-    found: list[MaskFile] = []
-    seen: set[str] = set()
-    for arg in paths:
-        for path, name in _expand(arg, pattern):
-            # Repeats are the same path given twice (masks/ and masks/a.png), not two paths
-            # to one file: git-annex and DVC link identical masks to one stored object. One
-            # folder alone cannot repeat a path: no set of every path is kept then.
-            if len(paths) > 1:
-                where = os.path.abspath(path)
-                if where in seen:
-                    continue
-                seen.add(where)
-            try:
-                stat = os.stat(path)
-            except OSError as error:  # a dangling link, a link loop
-                raise MaskError(path, f"cannot read mask: {error.strerror}") from None
-            found.append(MaskFile(path, name, stat.st_size, version=str(stat.st_mtime_ns)))
-    if not found:
-        narrowed = f" matching {pattern!r}" if pattern else ""
-        raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
-    return found
-
-
-def _expand(arg: str, pattern: str | None) -> list[tuple[str, str]]:
-    """Return the (path, name) of each mask that ``arg`` names."""
-    if os.path.isdir(arg):
-        return _walk(arg, pattern)
-    if os.path.isfile(arg):
-        return [(arg, Path(arg).name)]
-    if glob.has_magic(arg):
-        # Names are relative to the part of the glob before its first wildcard.
-        fixed = Path(*_until_magic(Path(arg).parts))
-        masks: list[tuple[str, str]] = []
-        for match in sorted(glob.glob(arg, recursive=True)):
-            if os.path.isdir(match):
-                masks += _walk(match, pattern)
-            elif not Path(match).name.startswith("."):
-                masks.append((match, Path(os.path.relpath(match, fixed)).as_posix()))
-        return masks
-    raise InputError(f"{arg}: no such file or directory")
-
-
-def _until_magic(parts: tuple[str, ...]) -> Iterable[str]:
-    for part in parts[:-1]:
-        if glob.has_magic(part):
-            return
-        yield part
-
-
-def _walk(root: str, pattern: str | None) -> list[tuple[str, str]]:
-    def wanted(name: str, relative: str) -> bool:
-        if name.startswith("."):
-            return False
-        if pattern is None:
-            return name.lower().endswith(MASK_SUFFIXES)
-        return fnmatch(relative if "/" in pattern else name, pattern)
-
-    masks = []
-    visited: set[tuple[int, int]] = set()
-    for folder, dirs, files in os.walk(root, onerror=_unreadable_folder, followlinks=True):
-        stat = os.stat(folder)
-        if (stat.st_dev, stat.st_ino) in visited:  # a link back up the tree
-            dirs.clear()
-            continue
-        visited.add((stat.st_dev, stat.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        prefix = Path(os.path.relpath(folder, root)).as_posix() + "/"
-        prefix = "" if prefix == "./" else prefix
-        folder = os.path.join(folder, "")  # with one separator at the end, as join gives
-        for name in sorted(files):
-            if wanted(name, prefix + name):
-                masks.append((folder + name, prefix + name))
-    return masks
-
-
-def _unreadable_folder(error: OSError) -> None:
-    raise InputError(f"{error.filename}: cannot read folder: {error.strerror}")
+def find_masks(
+    paths: Iterable[str | os.PathLike],
+    pattern: str | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    column: str | None = None,
+) -> list[MaskFile]:
+    """Return the masks that ``paths`` (folders, files, globs, URLs, archives, Parquet files)
+    name, without repeats, in order of name: `sources.iter_masks` as a list."""
+    return list(sources.iter_masks(paths, pattern, storage_options=storage_options, column=column))
 
 
 def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[MaskFile]:
@@ -204,7 +131,7 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
     Raises `MaskError` naming the first mask that has no region file.
     """
-    regions = {stem(name): path for path, name in _walk(os.fspath(region_dir), None)}
+    regions = {stem(r.name): r.path for r in sources.walk(os.fspath(region_dir))}
     refuse_twins(masks)
     paired = []
     for mask in masks:
@@ -274,8 +201,8 @@ def mask_size(path: str, options: ReadOptions = ReadOptions()) -> tuple[int, ...
     try:
         reader = _array_reader(path)
         if reader is not None:
-            return tuple(reader(path, options.npz_key).shape)
-        with _open_image(path, path, options) as image:
+            return tuple(reader(_source(path, options), path, options.npz_key).shape)
+        with _open_image(_source(path, options), path, options) as image:
             return image.height, image.width
     except MaskError:
         raise
@@ -323,9 +250,8 @@ def shape_text(shape: tuple[int, ...]) -> str:
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
-        return _array_histogram(reader(path, options.npz_key), path)
-    with open(path, "rb", buffering=0) as file:  # read whole at once: a buffer only costs
-        data = file.read()
+        return _array_histogram(reader(_source(path, options), path, options.npz_key), path)
+    data = sources.read_bytes(path, options)
     layout = png.layout(data)
     if layout is not None:
         lines = png.scanlines(layout, options.max_pixels)
@@ -372,8 +298,8 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     """Return a mask's raw values as an array, and whether they are colours (packed 0xRRGGBB)."""
     reader = _array_reader(path)
     if reader is not None:
-        return reader(path, options.npz_key), False
-    with _open_image(path, path, options) as image:
+        return reader(_source(path, options), path, options.npz_key), False
+    with _open_image(_source(path, options), path, options) as image:
         frames = [_image_array(frame, path) for frame in _frames(image, path)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
@@ -401,12 +327,18 @@ def pack_rgb(red, green, blue):
     return (red << 16) | (green << 8) | blue
 
 
-def _read_npy(path: str, npz_key: str | None) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+def _source(path: str, options: ReadOptions) -> str | io.BytesIO:
+    """Return what a decoder opens: a local path as it is, anything else as its bytes."""
+    return path if sources.is_local(path) else io.BytesIO(sources.read_bytes(path, options))
 
 
-def _read_npz(path: str, npz_key: str | None) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as archive:
+def _read_npy(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.ndarray:
+    mmap = "r" if isinstance(source, str) else None  # numpy maps files, not bytes
+    return np.load(source, mmap_mode=mmap, allow_pickle=False)
+
+
+def _read_npz(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.ndarray:
+    with np.load(source, allow_pickle=False) as archive:
         keys = list(archive.keys())
         if npz_key is None and len(keys) == 1:
             npz_key = keys[0]
@@ -418,17 +350,31 @@ def _read_npz(path: str, npz_key: str | None) -> np.ndarray:
         return archive[npz_key]
 
 
-def _read_nifti(path: str, npz_key: str | None) -> np.ndarray:
+def _read_nifti(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.ndarray:
     try:
         import nibabel
     except ImportError:
         raise MaskError(
             path, "reading NIfTI volumes needs nibabel: pip install 'classweights[nifti]'"
         ) from None
-    return np.asanyarray(nibabel.load(path).dataobj)
+    if isinstance(source, str):
+        return np.asanyarray(nibabel.load(source).dataobj)
+    data = source.getvalue()
+    if data[:2] == b"\x1f\x8b":  # .nii.gz
+        import gzip
+
+        data = gzip.decompress(data)
+    image = None
+    if data[:4] in ((348).to_bytes(4, "little"), (348).to_bytes(4, "big")):
+        image = nibabel.Nifti1Image
+    elif data[:4] in ((540).to_bytes(4, "little"), (540).to_bytes(4, "big")):
+        image = nibabel.Nifti2Image
+    if image is None:
+        raise MaskError(path, "is not a single-file NIfTI volume (.nii or .nii.gz)")
+    return np.asanyarray(image.from_bytes(data).dataobj)
 
 
-_ARRAY_READERS: dict[str, Callable[[str, str | None], np.ndarray]] = {
+_ARRAY_READERS: dict[str, Callable[[str | io.BytesIO, str, str | None], np.ndarray]] = {
     ".npy": _read_npy,
     ".npz": _read_npz,
     ".nii": _read_nifti,
@@ -436,8 +382,8 @@ _ARRAY_READERS: dict[str, Callable[[str, str | None], np.ndarray]] = {
 }
 
 
-def _array_reader(path: str) -> Callable[[str, str | None], np.ndarray] | None:
-    name = path.lower()
+def _array_reader(path: str) -> Callable[[str | io.BytesIO, str, str | None], np.ndarray] | None:
+    name = sources.leaf(path).lower()
     return next((r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix)), None)
 
 
@@ -505,3 +451,7 @@ def _sum_histograms(parts: list[Histogram]) -> Histogram:
     total = np.zeros(len(distinct), np.int64)
     np.add.at(total, slot, counts)
     return Histogram(distinct, total, any(h.colour for h in parts))
+
+
+# Last: sources lists and reads the masks this module describes, and imports its names.
+from . import sources  # noqa: E402

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from itertools import chain, islice
 from typing import TYPE_CHECKING
 
+from . import sources
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
@@ -32,7 +33,6 @@ from .masks import (
     Histogram,
     MaskFile,
     ReadOptions,
-    find_masks,
     pair_regions,
     read_histogram,
 )
@@ -182,7 +182,7 @@ def scan(
     shard: tuple[int, int] | None = None,
     cache: str | os.PathLike | None = None,
 ) -> ScanResult:
-    """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
+    """Return the class counts of every mask under ``paths`` (see `sources.iter_masks`).
 
     Parameters
     ----------
@@ -223,7 +223,7 @@ def scan(
         raise TypeError(
             f"executor must be a concurrent.futures.Executor, not {type(executor).__name__}"
         )
-    listing = _Listing(_list_masks(paths, pattern, regions, shard))
+    listing = _Listing(_list_masks(paths, pattern, regions, shard, options))
     warnings: list[str | None] = []
     with contextlib.ExitStack() as stack:
         store = None
@@ -264,10 +264,16 @@ def scan(
 
 
 def _list_masks(
-    paths: list, pattern: str | None, regions: str | os.PathLike | None, shard: tuple | None
+    paths: list,
+    pattern: str | None,
+    regions: str | os.PathLike | None,
+    shard: tuple | None,
+    options: ReadOptions,
 ) -> Iterator[MaskFile]:
-    """Yield the masks to scan, in ascending name order (the fingerprint's order)."""
-    masks: Iterable[MaskFile] = sorted(find_masks(paths, pattern), key=lambda m: m.name)
+    """Yield the masks to scan, lazily, in ascending name order (the fingerprint's order)."""
+    masks: Iterable[MaskFile] = sources.iter_masks(
+        paths, pattern, storage_options=dict(options.storage_options), column=options.column
+    )
     if regions is not None:
         masks = pair_regions(list(masks), regions)
     if shard is not None:
@@ -289,7 +295,7 @@ class _Listing:
         add = self.fingerprint.add
         for mask in self._masks:
             add(mask)
-            if mask.path.lower().endswith(LOSSY_SUFFIXES):
+            if mask.name.lower().endswith(LOSSY_SUFFIXES):
                 self.lossy += 1
             yield mask
 

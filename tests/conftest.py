@@ -18,7 +18,11 @@ def tiny(tmp_path: Path) -> Path:
     return root
 
 
+#: Tests that leave threads in this process: a Dask client, s3fs's and fsspec's event loops.
+THREADED = ("test_dask.py", "test_s3.py", "test_sources.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the Dask tests last: a Dask client leaves threads in this process, and the tests
-    that fork workers must run while it has none (forking a threaded process is unsafe)."""
-    items.sort(key=lambda item: item.path.name == "test_dask.py")
+    """Run the tests that leave threads last, so that the tests that fork workers run while
+    this process has none (forking a threaded process is unsafe); Dask's last of all."""
+    items.sort(key=lambda item: (item.path.name in THREADED, item.path.name == "test_dask.py"))
