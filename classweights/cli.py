@@ -7,9 +7,11 @@ Library errors become one line and their exit code: 2 usage, 3 input (DESIGN.md)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,11 +23,11 @@ import click
 from . import __version__
 from .checks import CHECK_FORMATS, Rules, check
 from .counting import LabelSpec
-from .errors import ClassWeightsError
+from .errors import ClassWeightsError, one_line
 from .labelmaps import ColorMap, load_colors, load_map, load_names
 from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
-from .report import DIGITS, FORMATS, document, load, merge, write_atomic
+from .report import DIGITS, FORMATS, document, load, merge, write_output
 from .scan import ScanResult, scan
 from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
 
@@ -37,8 +39,26 @@ class _Failure(click.ClickException):
     """A library error on its way out: one line on stderr and the error's own exit code."""
 
     def __init__(self, error: ClassWeightsError) -> None:
-        super().__init__(str(error))
+        super().__init__(error.command_line())
         self.exit_code = error.exit_code
+
+    def format_message(self) -> str:
+        # The one place error lines are formatted: a newline in a file name never splits one.
+        return one_line(self.message)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C during a command run by `main`. Not a KeyboardInterrupt, which click would turn
+    into "Aborted!" and exit 1; a BaseException, so that every clean-up still runs."""
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def _say_interrupted() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        click.echo("interrupted", err=True)
 
 
 class _Group(click.Group):
@@ -47,7 +67,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ClassWeightsError as error:
             raise _Failure(error) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # raised by the library itself, or under CliRunner
+            _say_interrupted()
             raise click.exceptions.Exit(130) from None
 
 
@@ -109,7 +130,7 @@ def _check_clip(ctx: click.Context, param: click.Parameter, value: float | None)
 
 def _check_output(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan, so that a typo in -o does not cost a whole scan.
-    if value is not None:
+    if value is not None and value != "-":
         folder = os.path.dirname(os.path.abspath(value))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise click.BadParameter(f"cannot write into {folder}: no such folder, or read-only")
@@ -348,9 +369,9 @@ output_options = _options(
     click.option(
         "-o",
         "--output",
-        type=click.Path(dir_okay=False, writable=True),
+        type=click.Path(dir_okay=False, writable=True, allow_dash=True),
         callback=_check_output,
-        help="Write the document here (atomically) instead of to stdout.",
+        help="Write the document here (atomically; - is stdout) instead of to stdout.",
     ),
     click.option("-q", "--quiet", is_flag=True, help="No table, progress or warnings on stderr."),
 )
@@ -475,9 +496,9 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
     callback=_check_output,
-    help="Write the report here (atomically) instead of to stdout.",
+    help="Write the report here (atomically; - is stdout) instead of to stdout.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
 def check_command(
@@ -615,17 +636,34 @@ def _emit(
 
 
 def _write(text: str, output: str | None) -> None:
-    """Write a command's document to ``output`` (atomically) or to stdout."""
-    if output:
-        write_atomic(output, text)
-    else:
-        click.echo(text, nl=False)
+    """Write a command's document to ``output`` or stdout (`report.write_output`)."""
+    write_output(output, text)
 
 
 def main() -> None:
-    """Run the command line (the ``classweights`` console script)."""
-    _keep_freed_memory()
-    cli(prog_name="classweights")
+    """Run the command line (the ``classweights`` console script) and exit with its code.
+
+    Ctrl-C at any moment exits 130 with "interrupted" on stderr, never a traceback: here it
+    raises `Interrupted`, which ends the workers and removes a half-written output on its way
+    out. (The console script, ``classweights_entry``, covers the imports before this.)
+    """
+    code: int | None = 0
+    try:
+        signal.signal(signal.SIGINT, _interrupted)
+        _keep_freed_memory()
+        code = cli.main(prog_name="classweights", standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt):
+        code = 130
+        _say_interrupted()
+    except click.ClickException as error:
+        error.show()
+        code = error.exit_code
+    except click.Abort:
+        code = 1
+    finally:
+        # Past this point the run is over: a late Ctrl-C only stops the interpreter's exit.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code or 0)
 
 
 # glibc's mallopt parameters (malloc.h).

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import glob
 import io
+import math
 import os
+import stat
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -62,7 +66,51 @@ _READ_ERRORS = (
     KeyError,
     struct.error,
     zlib.error,
+    zipfile.BadZipFile,
 )
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a device or a socket: reading one may never end (or never stop)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: is not a regular file")
+        self.strerror = "is not a regular file"
+        self.filename = path
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Return ``path`` opened for unbuffered reading; the one place a mask is opened.
+
+    Only regular files are read: a FIFO named ``*.png`` would hang the scan and ``/dev/zero``
+    would fill the memory. The file is opened without blocking (a FIFO's open waits for a
+    writer) and refused with `NotRegularFile` unless ``fstat`` says it is a regular file.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotRegularFile(os.fsdecode(path))
+        return os.fdopen(descriptor, "rb", buffering=0)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """Return all the bytes of the regular file ``path`` (see `open_regular`)."""
+    with open_regular(path) as file:
+        return file.readall()
+
+
+def check_size(path: object, pixels: int, size: str, options: ReadOptions) -> None:
+    """Raise `MaskError` if an image, page, array or volume of ``pixels`` (written ``size``)
+    is above ``options.max_pixels``: called before anything of it is decoded."""
+    if pixels > options.max_pixels:
+        raise MaskError(
+            path,
+            f"is {size} = {pixels:,} pixels, more than --max-pixels {options.max_pixels:,} "
+            "(a decompression bomb?)",
+        )
 
 
 class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends them to workers
@@ -115,13 +163,16 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
 
     Directories are searched recursively, following links but never into a loop, in sorted
     order; ``pattern`` (a glob on the file name, or on the relative path when it holds a
-    ``/``) narrows what counts there, else `MASK_SUFFIXES` do. Hidden files are left out.
+    ``/``) narrows what counts there, else `MASK_SUFFIXES` do. Hidden files are left out, and
+    so are FIFOs, devices and sockets found in a directory; one named directly or by a glob
+    raises `MaskError` ("is not a regular file"). A dangling link is listed: reading it fails
+    and says why.
     """
     paths = [os.fspath(p) for p in paths]
     found: list[MaskFile] = []
     seen: set[str] = set()
     for arg in paths:
-        for path, name in _expand(arg, pattern):
+        for path, name, in_folder in _expand(arg, pattern):
             # Repeats are the same path given twice (masks/ and masks/a.png), not two paths
             # to one file: git-annex and DVC link identical masks to one stored object. One
             # folder alone cannot repeat a path: no set of every path is kept then.
@@ -131,31 +182,36 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
                     continue
                 seen.add(where)
             try:
-                size = os.stat(path).st_size
-            except OSError as error:  # a dangling link, a link loop
-                raise MaskError(path, f"cannot read mask: {error.strerror}") from None
-            found.append(MaskFile(path, name, size))
+                status = os.stat(path)
+            except OSError:  # a dangling link, a link loop: reading it says which
+                found.append(MaskFile(path, name, 0))
+                continue
+            if not stat.S_ISREG(status.st_mode):
+                if in_folder:
+                    continue
+                raise MaskError(path, "is not a regular file")
+            found.append(MaskFile(path, name, status.st_size))
     if not found:
         narrowed = f" matching {pattern!r}" if pattern else ""
         raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
     return found
 
 
-def _expand(arg: str, pattern: str | None) -> list[tuple[str, str]]:
-    """Return the (path, name) of each mask that ``arg`` names."""
+def _expand(arg: str, pattern: str | None) -> list[tuple[str, str, bool]]:
+    """Return the (path, name, found in a directory) of each mask that ``arg`` names."""
     if os.path.isdir(arg):
         return _walk(arg, pattern)
-    if os.path.isfile(arg):
-        return [(arg, Path(arg).name)]
+    if os.path.lexists(arg):  # a file, a FIFO (refused by the caller), a dangling link
+        return [(arg, Path(arg).name, False)]
     if glob.has_magic(arg):
         # Names are relative to the part of the glob before its first wildcard.
         fixed = Path(*_until_magic(Path(arg).parts))
-        masks: list[tuple[str, str]] = []
+        masks: list[tuple[str, str, bool]] = []
         for match in sorted(glob.glob(arg, recursive=True)):
             if os.path.isdir(match):
                 masks += _walk(match, pattern)
             elif not Path(match).name.startswith("."):
-                masks.append((match, Path(os.path.relpath(match, fixed)).as_posix()))
+                masks.append((match, Path(os.path.relpath(match, fixed)).as_posix(), False))
         return masks
     raise InputError(f"{arg}: no such file or directory")
 
@@ -167,7 +223,14 @@ def _until_magic(parts: tuple[str, ...]) -> Iterable[str]:
         yield part
 
 
-def _walk(root: str, pattern: str | None) -> list[tuple[str, str]]:
+def _walk(root: str, pattern: str | None) -> list[tuple[str, str, bool]]:
+    try:
+        return _walk_tree(root, pattern)
+    except RecursionError:  # os.walk recurses once per level of folders
+        raise InputError(f"{root}: folders nested too deeply to search") from None
+
+
+def _walk_tree(root: str, pattern: str | None) -> list[tuple[str, str, bool]]:
     def wanted(name: str, relative: str) -> bool:
         if name.startswith("."):
             return False
@@ -178,18 +241,21 @@ def _walk(root: str, pattern: str | None) -> list[tuple[str, str]]:
     masks = []
     visited: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, onerror=_unreadable_folder, followlinks=True):
-        stat = os.stat(folder)
-        if (stat.st_dev, stat.st_ino) in visited:  # a link back up the tree
+        try:
+            status = os.stat(folder)
+        except OSError as error:  # a path too long, a folder gone since it was listed
+            _unreadable_folder(error)
+        if (status.st_dev, status.st_ino) in visited:  # a link back up the tree
             dirs.clear()
             continue
-        visited.add((stat.st_dev, stat.st_ino))
+        visited.add((status.st_dev, status.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         prefix = Path(os.path.relpath(folder, root)).as_posix() + "/"
         prefix = "" if prefix == "./" else prefix
         folder = os.path.join(folder, "")  # with one separator at the end, as join gives
         for name in sorted(files):
             if wanted(name, prefix + name):
-                masks.append((folder + name, prefix + name))
+                masks.append((folder + name, prefix + name, True))
     return masks
 
 
@@ -203,7 +269,7 @@ def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[M
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
     Raises `MaskError` naming the first mask that has no region file.
     """
-    regions = {stem(name): path for path, name in _walk(os.fspath(region_dir), None)}
+    regions = {stem(name): path for path, name, _ in _walk(os.fspath(region_dir), None)}
     refuse_twins(masks)
     paired = []
     for mask in masks:
@@ -257,6 +323,8 @@ def read_histogram(
         return _array_histogram(labels[inside != 0], mask.path, colour)
     except MaskError:
         raise
+    except NotRegularFile:
+        raise MaskError(mask.path, "is not a regular file") from None
     except _READ_ERRORS as error:
         raise MaskError(mask.path, f"cannot read mask: {_reason(error)}") from None
 
@@ -273,8 +341,8 @@ def mask_size(path: str, options: ReadOptions = ReadOptions()) -> tuple[int, ...
     try:
         reader = _array_reader(path)
         if reader is not None:
-            return tuple(reader(path, options.npz_key).shape)
-        with _open_image(path, path, options) as image:
+            return tuple(reader(path, options).shape)
+        with open_regular(path) as file, _open_image(file, path, options) as image:
             return image.height, image.width
     except MaskError:
         raise
@@ -293,13 +361,7 @@ def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> It
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(source) as image:
-            pixels = image.width * image.height
-            if pixels > options.max_pixels:
-                raise MaskError(
-                    path,
-                    f"is {image.width}x{image.height} = {pixels:,} pixels, more than "
-                    f"--max-pixels {options.max_pixels:,} (a decompression bomb?)",
-                )
+            check_size(path, image.width * image.height, f"{image.width}x{image.height}", options)
             yield image
     finally:
         Image.MAX_IMAGE_PIXELS = limit
@@ -310,6 +372,8 @@ def _reason(error: BaseException) -> str:
 
     if isinstance(error, UnidentifiedImageError):
         return "not an image format Pillow knows"  # its own message names a BytesIO
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return error.strerror  # the file is named once, by the caller
     text = str(error) or type(error).__name__
     return text.splitlines()[0]
 
@@ -322,9 +386,8 @@ def shape_text(shape: tuple[int, ...]) -> str:
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
-        return _array_histogram(reader(path, options.npz_key), path)
-    with open(path, "rb", buffering=0) as file:  # read whole at once: a buffer only costs
-        data = file.read()
+        return _array_histogram(reader(path, options), path)
+    data = read_file(path)  # whole at once: a buffer only costs
     layout = png.layout(data)
     if layout is not None:
         lines = png.scanlines(layout, options.max_pixels)
@@ -337,23 +400,26 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         if pixels is not None:
             return _array_histogram(pixels, path)
     with _open_image(io.BytesIO(data), path, options) as image:
-        frames = [_frame_histogram(frame, path) for frame in _frames(image, path)]
+        frames = [_frame_histogram(frame, path) for frame in _frames(image, path, options)]
     return frames[0] if len(frames) == 1 else _sum_histograms(frames)
 
 
-def _frames(image: Image.Image, path: str) -> Iterable[Image.Image]:
+def _frames(image: Image.Image, path: str, options: ReadOptions) -> Iterable[Image.Image]:
     """Yield the frames to count: every page of a TIFF (the slices of one label volume); the
     first frame of anything else (an animated GIF or PNG is not a stack of masks, and Pillow
-    turns GIF frames after the first into RGB). Pages must all be colours or all class ids."""
+    turns GIF frames after the first into RGB). Pages must all be colours or all class ids,
+    and each is held to ``--max-pixels`` before it is decoded, not only the first."""
     if image.format != "TIFF":
         yield image
         return
     from PIL import ImageSequence
 
     colour = image.mode in COLOUR_MODES
-    for frame in ImageSequence.Iterator(image):
+    for number, frame in enumerate(ImageSequence.Iterator(image)):
         if (frame.mode in COLOUR_MODES) != colour:
             raise MaskError(path, "has pages of colours and pages of class ids")
+        size = f"{frame.width}x{frame.height}, page {number + 1},"
+        check_size(path, frame.width * frame.height, size, options)
         yield frame
 
 
@@ -371,9 +437,9 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     """Return a mask's raw values as an array, and whether they are colours (packed 0xRRGGBB)."""
     reader = _array_reader(path)
     if reader is not None:
-        return reader(path, options.npz_key), False
-    with _open_image(path, path, options) as image:
-        frames = [_image_array(frame, path) for frame in _frames(image, path)]
+        return reader(path, options), False
+    with _open_image(io.BytesIO(read_file(path)), path, options) as image:
+        frames = [_image_array(frame, path) for frame in _frames(image, path, options)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
 
@@ -400,34 +466,70 @@ def pack_rgb(red, green, blue):
     return (red << 16) | (green << 8) | blue
 
 
-def _read_npy(path: str, npz_key: str | None) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+def _read_npy(path: str, options: ReadOptions) -> np.ndarray:
+    # Read, never memory-mapped: a file truncated while it is mapped kills the process (SIGBUS).
+    return _parse_npy(io.BytesIO(read_file(path)), path, options)
 
 
-def _read_npz(path: str, npz_key: str | None) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.keys())
-        if npz_key is None and len(keys) == 1:
-            npz_key = keys[0]
-        if npz_key not in keys:
+def _parse_npy(stream: BinaryIO, path: str, options: ReadOptions) -> np.ndarray:
+    """Return the array of a ``.npy`` stream, its header checked before its data is read."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(stream)
+    read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    if version not in read_header:
+        raise MaskError(path, f"is a .npy file of version {version[0]}.{version[1]}, not 1 or 2")
+    shape, fortran, dtype = read_header[version](stream)
+    if dtype.hasobject:
+        raise MaskError(path, "holds Python objects, not integer class ids")
+    count = math.prod(shape)
+    check_size(path, count, shape_text(shape), options)
+    wanted = count * dtype.itemsize
+    data = stream.read(wanted)
+    if len(data) < wanted:
+        raise MaskError(
+            path, f"is shorter than its header says: {len(data):,} of {wanted:,} bytes of data"
+        )
+    return np.frombuffer(data, dtype, count).reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npz(path: str, options: ReadOptions) -> np.ndarray:
+    with zipfile.ZipFile(io.BytesIO(read_file(path))) as archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+        npz_key = options.npz_key
+        if npz_key is None and len(members) == 1:
+            (npz_key,) = members
+        if npz_key not in members:
             wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
             raise MaskError(
-                path, f"holds {wanted}; choose one of {', '.join(sorted(keys))} with --npz-key"
+                path, f"holds {wanted}; choose one of {', '.join(sorted(members))} with --npz-key"
             )
-        return archive[npz_key]
+        with archive.open(members[npz_key]) as member:
+            return _parse_npy(member, path, options)  # its header held to --max-pixels first
 
 
-def _read_nifti(path: str, npz_key: str | None) -> np.ndarray:
+def _read_nifti(path: str, options: ReadOptions) -> np.ndarray:
     try:
         import nibabel
     except ImportError:
         raise MaskError(
             path, "reading NIfTI volumes needs nibabel: pip install 'classweights[nifti]'"
         ) from None
-    return np.asanyarray(nibabel.load(path).dataobj)
+    import gzip
+
+    stream: BinaryIO = io.BytesIO(read_file(path))  # read, not memory-mapped (see _read_npy)
+    if path.lower().endswith(".gz"):
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    sizeof_hdr = stream.read(4)
+    stream.seek(0)
+    nifti2 = 540 in struct.unpack("<i", sizeof_hdr) + struct.unpack(">i", sizeof_hdr)
+    image = (nibabel.Nifti2Image if nifti2 else nibabel.Nifti1Image).from_stream(stream)
+    shape = tuple(image.header.get_data_shape())
+    check_size(path, math.prod(shape), shape_text(shape), options)  # before the voxels
+    return np.asanyarray(image.dataobj)
 
 
-_ARRAY_READERS: dict[str, Callable[[str, str | None], np.ndarray]] = {
+_ARRAY_READERS: dict[str, Callable[[str, ReadOptions], np.ndarray]] = {
     ".npy": _read_npy,
     ".npz": _read_npz,
     ".nii": _read_nifti,
@@ -435,7 +537,7 @@ _ARRAY_READERS: dict[str, Callable[[str, str | None], np.ndarray]] = {
 }
 
 
-def _array_reader(path: str) -> Callable[[str, str | None], np.ndarray] | None:
+def _array_reader(path: str) -> Callable[[str, ReadOptions], np.ndarray] | None:
     name = path.lower()
     return next((r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix)), None)
 

@@ -8,9 +8,11 @@ disjoint shards can be `merge`d exactly.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -135,21 +137,80 @@ FORMATS: dict[str, Callable[[dict], str]] = {
 }
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: all of it or nothing.
+def write_output(path: str | os.PathLike | None, text: str) -> None:
+    """Write a command's document: to stdout when ``path`` is None or ``-``, else to ``path``.
 
-    Raises `InputError` naming the path when it cannot be written.
+    The one place a document leaves the process (docs/design.md, "Reliability"). A regular
+    file or a new path is written through a temporary file beside it and a rename: all of it
+    or nothing. A device or FIFO (``/dev/null``, a named pipe) is written in place, never
+    replaced by a file. A symbolic link keeps being a link: its target is replaced. File names
+    that are not UTF-8 keep their bytes (surrogate escapes). Raises `InputError` naming the
+    path (or stdout) when it cannot be written.
+    """
+    data = text.encode("utf-8", "surrogateescape")
+    if path is None or os.fspath(path) == "-":
+        _write_stdout(data)
+        return
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        mode = None  # a new path
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        _write_in_place(target, data, path)
+    else:
+        write_atomic(target, data, shown=path)
+
+
+def _write_stdout(data: bytes) -> None:
+    import sys
+
+    try:
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+    except OSError as error:
+        # What is still buffered would fail again as Python exits, with a second message.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        raise InputError(f"stdout: cannot write: {error.strerror or error}") from None
+
+
+def _write_in_place(target: Path, data: bytes, shown: str | os.PathLike) -> None:
+    """Write to a device or FIFO as it is: no O_CREAT, no O_TRUNC, nothing to rename over."""
+    try:
+        descriptor = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(descriptor, "wb", buffering=0) as out:
+            view = memoryview(data)
+            while view:
+                view = view[out.write(view) :]
+    except OSError as error:
+        raise InputError(f"{shown}: cannot write: {error.strerror or error}") from None
+
+
+def write_atomic(
+    path: str | os.PathLike, data: str | bytes, *, shown: str | os.PathLike | None = None
+) -> None:
+    """Write ``data`` to the regular file ``path`` through a temporary file beside it, fsync
+    and a rename: all of it or nothing (see `write_output` for the other kinds of path).
+
+    Raises `InputError` naming the path (``shown``, when given) when it cannot be written.
     """
     import tempfile  # here, not at the top, as yaml
 
     path = Path(path)
+    shown = path if shown is None else shown
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as error:
-        raise InputError(f"{path}: cannot write: {error.strerror}") from None
+        raise InputError(f"{shown}: cannot write: {error.strerror}") from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
             out.flush()
             # mkstemp makes the file private; give it the mode a plain write would.
             os.fchmod(out.fileno(), 0o666 & ~_umask())
@@ -158,7 +219,7 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise InputError(f"{path}: cannot write: {error.strerror}") from None
+            raise InputError(f"{shown}: cannot write: {error.strerror}") from None
         raise
 
 

@@ -74,7 +74,7 @@ class Source:
 def _sha256(lines: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for line in lines:
-        digest.update(line.encode())
+        digest.update(line.encode("utf-8", "surrogateescape"))  # names that are not UTF-8
     return "sha256:" + digest.hexdigest()
 
 

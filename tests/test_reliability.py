@@ -1,0 +1,306 @@
+"""Never silently wrong (issue 9): each failure found by adversarial testing, pinned with the
+smallest file that shows it. The documented outcome is asserted: exact counts, or the exit code
+with one stderr line naming the file, no traceback, no file left by -o, the device or link intact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import MASK_A, REPO, assert_one_line_error, run, run_json, save_mask
+
+
+@pytest.fixture
+def masks(tmp_path: Path) -> Path:
+    """One 4x4 mask: 12 pixels of 0, 4 of 1."""
+    save_mask(tmp_path / "masks" / "a.png", MASK_A, "P")
+    return tmp_path / "masks"
+
+
+def command(*args: object, **kwargs) -> subprocess.CompletedProcess:
+    """Run the console script's entry point in a real process."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, "-m", "classweights_entry", *map(str, args)],
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        **kwargs,
+    )
+
+
+def no_temporary_files(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+# 1. -o: written in place on a device or FIFO, through the link's target, "-" is stdout.
+
+OUTPUT_COMMANDS = {
+    "scan": lambda masks, report: ["scan", masks],
+    "check": lambda masks, report: ["check", masks, "--num-classes", 2],
+    "weights": lambda masks, report: ["weights", report],
+    "merge": lambda masks, report: ["merge", report],
+}
+
+
+@pytest.fixture
+def report(masks: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "report.json"
+    assert run("scan", masks, "-q", "-o", path).exit_code == 0
+    return path
+
+
+@pytest.mark.parametrize("name", OUTPUT_COMMANDS)
+def test_output_to_dev_null_leaves_the_device(masks, report, name):
+    before = os.stat("/dev/null")
+    result = run(*OUTPUT_COMMANDS[name](masks, report), "-q", "-o", "/dev/null")
+    assert result.exit_code == 0, result.stderr
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+
+
+@pytest.mark.parametrize("name", OUTPUT_COMMANDS)
+def test_output_to_a_fifo_is_written_in_place(masks, report, tmp_path, name):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run(*OUTPUT_COMMANDS[name](masks, report), "-q", "-o", fifo)
+    reader.join(timeout=20)
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert received and received[0].strip()
+    if name != "check":
+        assert json.loads(received[0])["totals"]["pixels"] == 16
+
+
+@pytest.mark.parametrize("name", OUTPUT_COMMANDS)
+def test_output_through_a_symlink_replaces_its_target(masks, report, tmp_path, name):
+    target = tmp_path / "real.json"
+    target.write_text("stale")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    result = run(*OUTPUT_COMMANDS[name](masks, report), "-q", "-o", link)
+    assert result.exit_code == 0, result.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() not in ("", "stale")
+    assert no_temporary_files(tmp_path)
+
+
+def test_output_through_a_dangling_symlink_creates_its_target(masks, tmp_path):
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "new.json")
+    assert run("scan", masks, "-q", "-o", link).exit_code == 0
+    assert link.is_symlink()
+    assert json.loads((tmp_path / "new.json").read_text())["totals"]["pixels"] == 16
+
+
+def test_output_dash_is_stdout(masks, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    doc = run_json("scan", masks, "-q", "-o", "-")
+    assert doc["totals"]["pixels"] == 16
+    assert not (tmp_path / "-").exists()
+
+
+def test_failed_write_leaves_no_file(masks, tmp_path, monkeypatch):
+    def refuse(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    out = tmp_path / "out" / "o.json"
+    out.parent.mkdir()
+    result = run("scan", masks, "-q", "-o", out)
+    assert_one_line_error(result, 3, "o.json", "No space left on device")
+    assert list(out.parent.iterdir()) == []
+
+
+def test_output_to_a_full_device_is_one_line(masks):
+    result = run("scan", masks, "-q", "-o", "/dev/full")
+    assert_one_line_error(result, 3, "/dev/full", "cannot write: No space left on device")
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+# 15. stdout on a full disk: one line, exit 3.
+
+
+def test_stdout_on_a_full_disk(masks):
+    with open("/dev/full", "w") as full:
+        result = command("scan", masks, "-q", stdout=full, stderr=subprocess.PIPE)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines() == [
+        "Error: stdout: cannot write: No space left on device"
+    ]
+
+
+# 9. The size guard covers every TIFF page, .npy and .npz headers and NIfTI volumes.
+
+
+def test_tiff_second_page_is_held_to_max_pixels(tmp_path):
+    small = Image.fromarray(np.zeros((2, 2), np.uint8))
+    large = Image.fromarray(np.zeros((40, 30), np.uint8))
+    small.save(tmp_path / "stack.tif", save_all=True, append_images=[large])
+    result = run("scan", tmp_path, "--max-pixels", 100)
+    assert_one_line_error(
+        result, 3, "stack.tif", "is 30x40, page 2, = 1,200 pixels, more than --max-pixels 100"
+    )
+    doc = run_json("scan", tmp_path, "-q", "--max-pixels", 1200)
+    assert doc["totals"]["pixels"] == 1204
+
+
+def npy_bytes(shape: tuple[int, ...], data: bytes) -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": shape}
+    )
+    return header.getvalue() + data  # the header starts with the magic
+
+
+def test_npy_header_is_held_to_max_pixels_before_reading(tmp_path):
+    # 36 bytes of data under a header that says 10000x10000: refused on the header alone.
+    (tmp_path / "bomb.npy").write_bytes(npy_bytes((10000, 10000), bytes(36)))
+    result = run("scan", tmp_path)
+    assert_one_line_error(result, 3, "bomb.npy", "is 10000x10000 = 100,000,000 pixels")
+
+
+def test_npz_member_header_is_held_to_max_pixels(tmp_path):
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("labels.npy", npy_bytes((3, 4), bytes(12)))
+    result = run("scan", tmp_path, "--max-pixels", 11)
+    assert_one_line_error(result, 3, "bomb.npz", "is 3x4 = 12 pixels, more than --max-pixels 11")
+    assert run_json("scan", tmp_path, "-q", "--max-pixels", 12)["totals"]["pixels"] == 12
+
+
+def test_nifti_header_is_held_to_max_pixels(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    volume = np.zeros((2, 3, 4), np.uint8)
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "v.nii.gz")
+    result = run("scan", tmp_path, "--max-pixels", 23)
+    assert_one_line_error(result, 3, "v.nii.gz", "is 2x3x4 = 24 pixels, more than --max-pixels 23")
+    assert run_json("scan", tmp_path, "-q", "--max-pixels", 24)["totals"]["pixels"] == 24
+
+
+# 12. A .npy is read, never memory-mapped: a short file is refused, not a SIGBUS.
+
+
+def test_truncated_npy_is_refused(tmp_path):
+    (tmp_path / "short.npy").write_bytes(npy_bytes((4, 4), bytes(10)))
+    result = run("scan", tmp_path)
+    assert_one_line_error(
+        result, 3, "short.npy", "is shorter than its header says: 10 of 16 bytes"
+    )
+
+
+def test_npy_counts_exactly(tmp_path):
+    np.save(tmp_path / "m.npy", np.array([[0, 1, 1], [2, 2, 2]], np.int32).T)  # Fortran order
+    doc = run_json("scan", tmp_path, "-q")
+    assert [c["pixels"] for c in doc["classes"]] == [1, 2, 3]
+
+
+# 11. Only regular files are read.
+
+
+def test_fifo_in_a_folder_is_skipped(masks):
+    os.mkfifo(masks / "hang.png")
+    doc = run_json("scan", masks, "-q")
+    assert doc["source"]["files"] == 1
+    assert [c["pixels"] for c in doc["classes"]] == [12, 4]
+    result = run("check", masks, "--num-classes", 2, "-q")
+    assert result.exit_code == 0 and result.stdout.startswith("ok: 1 masks")
+
+
+def test_fifo_given_as_a_path_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "hang.png")
+    result = run("scan", tmp_path / "hang.png")
+    assert_one_line_error(result, 3, "hang.png: is not a regular file")
+
+
+def test_glob_reaching_a_device_is_refused():
+    result = run("scan", "/dev/zer[o]")
+    assert_one_line_error(result, 3, "/dev/zero: is not a regular file")
+
+
+def test_reading_refuses_what_is_not_a_regular_file(tmp_path):
+    from classweights import MaskError, read_histogram
+
+    os.mkfifo(tmp_path / "hang.png")
+    with pytest.raises(MaskError, match="hang.png: is not a regular file"):
+        read_histogram(tmp_path / "hang.png")
+
+
+# 15. Tracebacks become one line: names that are not UTF-8, folders nested too deeply.
+
+
+def test_file_name_that_is_not_utf8(tmp_path):
+    folder = os.fsencode(tmp_path)
+    name = os.fsdecode(folder + b"/bad\xff.png")
+    save_mask(Path(name), MASK_A, "L")
+    doc = run_json("scan", tmp_path, "-q")
+    assert [c["pixels"] for c in doc["classes"]] == [12, 4]
+    assert run("scan", tmp_path, "-q", "--format", "yaml").exit_code == 0
+    Path(name).write_bytes(b"broken")
+    assert_one_line_error(run("scan", tmp_path), 3, "bad\\xff.png: cannot read mask")
+
+
+def test_folders_nested_too_deeply(tmp_path):
+    root = folder = str(tmp_path / "deep")
+    os.mkdir(folder)
+    for _ in range(1100):
+        folder += "/d"
+        os.mkdir(folder)
+    save_mask(Path(folder) / "a.png", MASK_A, "L")
+    try:
+        result = run("scan", root, "-q")
+        if result.exit_code == 0:  # Python 3.12's os.walk no longer recurses
+            assert json.loads(result.stdout)["totals"]["pixels"] == 16
+        else:
+            assert_one_line_error(result, 3, "deep: folders nested too deeply")
+    finally:  # bottom up: pytest's clean-up (shutil.rmtree) recurses too
+        os.remove(Path(folder) / "a.png")
+        while folder != root:
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+
+
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path):
+    # From the first imports to the end of the run (Python's own start-up, a few tens of ms
+    # before the entry point runs, is left out): exit 130 and one line, or a finished run.
+    out = tmp_path / "o.json"
+    codes = []
+    for delay in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "classweights_entry", "scan", "sample_masks", "-o", out]
+            + ["--ignore-index", "255"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+        assert "Traceback" not in stderr, (delay, stderr)
+        assert stdout == ""
+        codes.append(process.returncode)
+        if process.returncode == 130:
+            assert stderr.splitlines()[-1:] == ["interrupted"], (delay, stderr)
+            assert not out.exists() and no_temporary_files(tmp_path)
+        else:
+            assert process.returncode == 0, (delay, stderr)
+            out.unlink()
+    assert 130 in codes
