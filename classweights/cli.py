@@ -476,7 +476,7 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 )
 @click.option(
     "--baseline",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="A saved report to compare the class shares with (see --max-drift).",
 )
 @click.option(
@@ -570,7 +570,7 @@ def presets_command() -> None:
 
 
 @cli.command("weights")
-@click.argument("report", type=click.Path(dir_okay=False))
+@click.argument("report", type=click.Path())  # checked by report.load: exit 3, not 2
 @weight_options
 @output_options
 def weights_command(report, **options) -> None:
@@ -584,7 +584,7 @@ def weights_command(report, **options) -> None:
 
 
 @cli.command("merge")
-@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("reports", nargs=-1, required=True, type=click.Path())
 @weight_options
 @output_options
 def merge_command(reports, **options) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import stat
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,8 @@ from . import __version__
 from .counting import ClassCounts, LabelSpec
 from .errors import InputError, ReportError
 from .labelmaps import parse_color, parse_data
-from .masks import colour_hex
-from .scan import ScanResult, Source
+from .masks import NotRegularFile, colour_hex, read_file
+from .scan import Reading, ScanResult, Source
 from .weights import Weights, frequency
 
 #: Significant digits of the weights and frequencies in a document.
@@ -56,6 +57,7 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "map": [list(pair) for pair in result.spec.mapping],
         "reduce_zero_label": result.spec.reduce_zero_label,
         "colors": [[colour_hex(colour), class_id] for colour, class_id in result.spec.colors],
+        "reading": {"unknown_colors": result.spec.unknown_colors, **asdict(result.reading)},
         "weights": weights_out,
         "pos_weight": (
             [rounded(w) for w in pos_weight]
@@ -229,13 +231,22 @@ def _umask() -> int:
     return mask
 
 
+#: Counts in a report are below this: int64 sums of them cannot overflow.
+MAX_COUNT = 2**62
+
+
 def load(path: str | os.PathLike) -> ScanResult:
     """Return the counts and settings of a saved JSON or YAML report.
 
+    A report is untrusted input: it is parsed without YAML aliases or tags and with bounded
+    nesting (`labelmaps.parse_data`), every count must be an integer in 0..2^62, sizes must
+    agree, and what is derived (frequencies, weights) is computed again, never read.
     Raises `ReportError` naming the file when it cannot be read or is not a report.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_file(path).decode("utf-8")
+    except NotRegularFile:
+        raise ReportError(path, "cannot read report: is not a regular file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ReportError(
             path, f"cannot read report: {getattr(error, 'strerror', None) or error}"
@@ -258,25 +269,58 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
-def _from_document(doc: dict) -> ScanResult:
-    classes = doc["classes"]
-    num_classes = int(doc["num_classes"])
-    if [c["id"] for c in classes] != list(range(num_classes)):
-        raise ValueError(f"class ids are not 0..{num_classes - 1} in order")
+def _of_type(value: object, kind: type | tuple[type, ...], what: str) -> object:
+    # bool is an int to Python, never to a report.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"{what} is {value!r}")
+    return value
+
+
+def _count(value: object, what: str) -> int:
+    """Return ``value`` if it is a count: an int (not a bool, not 10.7) in 0..2^62."""
+    if type(value) is not int or not 0 <= value < MAX_COUNT:
+        raise ValueError(f"{what} is {value!r}, not a count (an integer from 0 to 2^62)")
+    return value
+
+
+def _integer(value: object, what: str) -> int:
+    if type(value) is not int or not -MAX_COUNT < value < MAX_COUNT:
+        raise ValueError(f"{what} is {value!r}, not an integer")
+    return value
+
+
+def _list(value: object, what: str) -> list:
+    return _of_type(value, list, what)  # type: ignore[return-value]
+
+
+def _from_document(doc: object) -> ScanResult:
+    doc = _of_type(doc, dict, "the document")
+    num_classes = _count(doc["num_classes"], "num_classes")
+    classes = _list(doc["classes"], "classes")
+    if num_classes < 1 or len(classes) != num_classes:
+        raise ValueError(f"num_classes is {num_classes} but {len(classes)} classes are listed")
+    names = []
+    for c, entry in enumerate(classes):
+        entry = _of_type(entry, dict, f"class {c}")
+        if _count(entry["id"], f"class {c}'s id") != c:
+            raise ValueError(f"class ids are not 0..{num_classes - 1} in order")
+        name = entry.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"class {c}'s name is {name!r}, not a string")
+        names.append(name)
 
     def column(key: str) -> np.ndarray:
-        values = np.array([int(c[key]) for c in classes], np.int64).reshape(num_classes)
-        if (values < 0).any():
-            raise ValueError(f"negative {key!r}")
-        return values
+        return np.array([_count(c[key], f"class {i}'s {key}") for i, c in enumerate(classes)])
 
+    totals = _of_type(doc["totals"], dict, "totals")
+    errors = [_of_type(e, dict, "an error") for e in _list(doc.get("errors", []), "errors")]
     counts = ClassCounts(
-        column("pixels"),
-        column("images"),
-        column("image_pixels"),
-        files=int(doc["totals"]["files"]),
-        ignored=int(doc["totals"]["ignored"]),
-        errors=[(str(e["file"]), str(e["error"])) for e in doc.get("errors", [])],
+        column("pixels").astype(np.int64).reshape(num_classes),
+        column("images").astype(np.int64).reshape(num_classes),
+        column("image_pixels").astype(np.int64).reshape(num_classes),
+        files=_count(totals["files"], "totals files"),
+        ignored=_count(totals["ignored"], "totals ignored"),
+        errors=[(_of_type(e["file"], str, "an error's file"), str(e["error"])) for e in errors],
     )
     # Counts a scan could have made: a class occurs in an image iff it has pixels, in no more
     # images than there are, and holds no more pixels than those images.
@@ -285,24 +329,50 @@ def _from_document(doc: dict) -> ScanResult:
         (present != (counts.images > 0)).any()
         or (counts.images > counts.files).any()
         or (counts.pixels > counts.image_pixels).any()
+        or counts.counted >= MAX_COUNT
+        or _count(totals.get("pixels", counts.counted), "totals pixels") != counts.counted
     ):
         raise ValueError("its class counts do not add up")
+    colors = []
+    for pair in _list(doc["colors"], "colors"):
+        colour, class_id = _list(pair, "a colour entry")
+        colors.append((parse_color(colour), _integer(class_id, "a colour's class id")))
+    reading = _of_type(doc.get("reading", {}), dict, "reading")
     spec = LabelSpec(
         num_classes=num_classes,
-        ignore_index=tuple(int(v) for v in doc["ignore_index"]),
-        mapping=tuple((int(s), int(d)) for s, d in doc["map"]),
-        reduce_zero_label=bool(doc["reduce_zero_label"]),
-        colors=tuple((parse_color(c), int(i)) for c, i in doc["colors"]),
+        ignore_index=tuple(
+            _integer(v, "an ignore_index value") for v in _list(doc["ignore_index"], "ignore_index")
+        ),
+        mapping=tuple(
+            (_integer(s, "a map source"), _integer(d, "a map destination"))
+            for s, d in (_list(pair, "a map entry") for pair in _list(doc["map"], "map"))
+        ),
+        reduce_zero_label=_of_type(doc["reduce_zero_label"], bool, "reduce_zero_label"),
+        colors=tuple(colors),
+        unknown_colors=_of_type(reading.get("unknown_colors", "error"), str, "unknown_colors"),
     )
-    source = doc["source"]
-    names = [c.get("name") for c in classes]
+    source = _of_type(doc["source"], dict, "source")
+    files = _count(source["files"], "source files")
+    if counts.files + len(counts.errors) != files:
+        raise ValueError(
+            f"{files} files were listed but {counts.files} counted and {len(counts.errors)} "
+            "failed"
+        )
+    optional = {str: "a string", int: "an integer"}
+    for key, kind in (("regions", str), ("npz_key", str), ("max_pixels", int)):
+        value = reading.get(key)
+        if value is not None and (type(value) is not kind):
+            raise ValueError(f"reading {key} is {value!r}, not {optional[kind]}")
     return ScanResult(
         counts,
         spec,
         Source(
-            tuple(str(p) for p in source["paths"]), int(source["files"]), str(source["fingerprint"])
+            tuple(_of_type(p, str, "a source path") for p in _list(source["paths"], "paths")),
+            files,
+            _of_type(source["fingerprint"], str, "the fingerprint"),  # type: ignore[arg-type]
         ),
         names=None if all(n is None for n in names) else tuple(names),
+        reading=Reading(reading.get("regions"), reading.get("npz_key"), reading.get("max_pixels")),
     )
 
 
@@ -319,11 +389,21 @@ def settings_differ(first: ScanResult, other: ScanResult, where: str) -> str | N
         ("map", list(first.spec.mapping), list(other.spec.mapping)),
         ("reduce_zero_label", first.spec.reduce_zero_label, other.spec.reduce_zero_label),
         ("colors", list(first.spec.colors), list(other.spec.colors)),
+        ("unknown_colors", first.spec.unknown_colors, other.spec.unknown_colors),
         ("class names", first.names, other.names),
+        # The region folder's path differs from one machine to another; whether there is one
+        # does not.
+        ("--roi", _used(first.reading.regions), _used(other.reading.regions)),
+        ("npz_key", first.reading.npz_key, other.reading.npz_key),
+        ("max_pixels", first.reading.max_pixels, other.reading.max_pixels),
     ):
         if mine != theirs:
             return f"{setting} is {theirs} here but {mine} in {where}"
     return None
+
+
+def _used(regions: str | None) -> str:
+    return "off" if regions is None else "used"
 
 
 def merge(results: Sequence[tuple[str, ScanResult]]) -> ScanResult:
@@ -333,11 +413,22 @@ def merge(results: Sequence[tuple[str, ScanResult]]) -> ScanResult:
     (`settings_differ`): adding such counts would be meaningless.
     """
     (first_path, first), *rest = results
+    seen = {first.source.fingerprint: first_path}
     for path, result in rest:
         differ = settings_differ(first, result, first_path)
         if differ:
             raise ReportError(path, f"{differ}; scan every shard with the same settings")
+        twin = seen.get(result.source.fingerprint)
+        if twin is not None:
+            raise ReportError(
+                path, f"counts the same files as {twin} (the same fingerprint): merge each once"
+            )
+        seen[result.source.fingerprint] = path
     total = sum((r.counts for _, r in rest), first.counts)
     return ScanResult(
-        total, first.spec, Source.merged([r.source for _, r in results]), names=first.names
+        total,
+        first.spec,
+        Source.merged([r.source for _, r in results]),
+        names=first.names,
+        reading=first.reading,
     )

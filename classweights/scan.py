@@ -18,6 +18,7 @@ from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summ
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
     LOSSY_SUFFIXES,
+    MAX_PIXELS,
     MaskFile,
     ReadOptions,
     find_masks,
@@ -78,6 +79,23 @@ def _sha256(lines: Iterable[str]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Reading:
+    """The reading settings beyond the `LabelSpec` that change what is counted, kept in the
+    report so that `report.merge` and ``check --baseline`` refuse counts made another way:
+    the region folder (``--roi``), the ``.npz`` array, and ``--max-pixels`` when not the
+    default (it decides which masks are refused)."""
+
+    regions: str | None = None
+    npz_key: str | None = None
+    max_pixels: int | None = None
+
+    @classmethod
+    def of(cls, regions: str | os.PathLike | None, options: ReadOptions) -> Reading:
+        max_pixels = None if options.max_pixels == MAX_PIXELS else options.max_pixels
+        return cls(None if regions is None else os.fspath(regions), options.npz_key, max_pixels)
+
+
 @dataclass
 class ScanResult:
     """Everything a weight method or a report needs: the counts and how they were made.
@@ -90,6 +108,7 @@ class ScanResult:
     source: Source
     names: tuple[str | None, ...] | None = None
     warnings: tuple[str, ...] = ()
+    reading: Reading = Reading()
 
 
 def scan(
@@ -145,6 +164,7 @@ def scan(
         Source.of(paths, masks),
         names=tuple(names) if names is not None else None,
         warnings=tuple(w for w in warnings if w),
+        reading=Reading.of(regions, options),
     )
 
 

@@ -23,7 +23,8 @@ def test_scan_prints_one_json_document_and_a_table_on_stderr(tiny):
     doc = json.loads(result.stdout)
     assert list(doc) == [
         "classweights", "method", "normalize", "missing", "params", "clip", "num_classes",
-        "ignore_index", "map", "reduce_zero_label", "colors", "weights", "pos_weight", "classes",
+        "ignore_index", "map", "reduce_zero_label", "colors", "reading", "weights", "pos_weight",
+        "classes",
         "totals", "absent", "errors", "source",
     ]  # fmt: skip
     assert doc["classweights"] == __version__

@@ -304,3 +304,153 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path):
             assert process.returncode == 0, (delay, stderr)
             out.unlink()
     assert 130 in codes
+
+
+# 10. Reports are untrusted input.
+
+
+def scanned(masks: Path, tmp_path: Path, name: str = "r.json", *extra: object) -> dict:
+    doc = run_json("scan", masks, "-q", *extra)
+    (tmp_path / name).write_text(json.dumps(doc))
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("a: &x [1, 2]\nb: *x\n", "line 1: YAML anchors and aliases are not read"),
+        ("!!python/object:os.system x\n", "YAML tags (tag:yaml.org,2002:python/object"),
+        ("a: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 16 levels"),
+    ],
+)
+@pytest.mark.parametrize("command", ["weights", "merge"])
+def test_yaml_report_without_aliases_tags_or_deep_nesting(tmp_path, text, words, command):
+    (tmp_path / "r.yaml").write_text(text)
+    result = run(command, tmp_path / "r.yaml", "-o", tmp_path / "o.json")
+    assert_one_line_error(result, 3, "r.yaml", "not a JSON or YAML report", words)
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_deeply_nested_json_report(tmp_path):
+    (tmp_path / "r.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run("weights", tmp_path / "r.json")
+    assert_one_line_error(result, 3, "r.json", "nested deeper than 16 levels")
+
+
+def test_yaml_alias_bomb_in_a_baseline(masks, tmp_path):
+    bomb = "a: &a [x, x]\n" + "".join(f"{c}: &{c} [*{p}, *{p}]\n" for p, c in zip("ab", "bc"))
+    (tmp_path / "b.yaml").write_text(bomb)
+    result = run(
+        "check", masks, "--num-classes", 2, "--baseline", tmp_path / "b.yaml", "--max-drift", 0.1
+    )
+    assert_one_line_error(result, 3, "b.yaml", "anchors and aliases")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda d: d["classes"][0].update(pixels=-2), "class 0's pixels is -2, not a count"),
+        (lambda d: d["classes"][0].update(pixels=10.7), "class 0's pixels is 10.7, not a count"),
+        (lambda d: d["classes"][1].update(images=True), "class 1's images is True, not a count"),
+        (lambda d: d["classes"][0].update(pixels=2**62), "not a count"),
+        (lambda d: d.update(num_classes=2_000_000_000), "num_classes is 2000000000 but 2 classes"),
+        (lambda d: d.update(num_classes=2e9), "num_classes is 2000000000.0, not a count"),
+        (lambda d: d["classes"].pop(), "num_classes is 2 but 1 classes are listed"),
+        (lambda d: d["totals"].update(pixels=17), "its class counts do not add up"),
+        (lambda d: d["source"].update(files=5), "5 files were listed but 1 counted"),
+        (lambda d: d.update(reduce_zero_label="yes"), "reduce_zero_label is 'yes'"),
+        (lambda d: d["classes"][0].update(name=float("nan")), "class 0's name is nan"),
+    ],
+)
+def test_report_counts_and_sizes_are_checked(masks, tmp_path, change, words):
+    doc = scanned(masks, tmp_path)
+    change(doc)
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    result = run("weights", tmp_path / "r.json")
+    assert_one_line_error(result, 3, "r.json", "not a classweights report", words)
+
+
+@pytest.mark.parametrize("name", ["2024-01-01", "!!binary aGk=", "!!set {a, b}", ".nan"])
+def test_class_names_yaml_reads_as_other_things_are_refused(masks, tmp_path, name):
+    doc = scanned(masks, tmp_path)
+    text = FORMAT_YAML(doc).replace("name: null", f"name: {name}", 1)
+    (tmp_path / "r.yaml").write_text(text)
+    result = run("weights", tmp_path / "r.yaml")
+    assert_one_line_error(result, 3, "r.yaml")
+    assert "class 0's name is" in result.stderr or "YAML tags" in result.stderr
+
+
+def FORMAT_YAML(doc: dict) -> str:  # noqa: N802
+    import yaml
+
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+def test_weights_recomputed_from_counts_not_read(masks, tmp_path):
+    doc = scanned(masks, tmp_path)
+    doc["weights"] = [99.0, 99.0]
+    doc["classes"][0]["frequency"] = -1.0
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    again = run_json("weights", tmp_path / "r.json", "-q")
+    assert again["weights"] == [0.666667, 2.0]
+    assert [c["frequency"] for c in again["classes"]] == [0.75, 0.25]
+
+
+# 16. An unreadable report is exit 3 and one line, not click's usage error.
+
+
+@pytest.mark.parametrize("command", ["weights", "merge"])
+def test_unreadable_report_is_exit_3(tmp_path, command):
+    assert_one_line_error(run(command, tmp_path), 3, str(tmp_path), "cannot read report")
+    os.mkfifo(tmp_path / "r.json")
+    result = run(command, tmp_path / "r.json")
+    assert_one_line_error(result, 3, "r.json", "is not a regular file")
+
+
+def test_unreadable_baseline_is_exit_3(masks, tmp_path):
+    result = run("check", masks, "--num-classes", 2, "--baseline", tmp_path, "--max-drift", 0.1)
+    assert_one_line_error(result, 3, "cannot read report")
+
+
+# 7. Every reading setting is in the report; merge refuses what cannot be added up.
+
+
+def test_reading_settings_are_recorded(masks, tmp_path):
+    save_mask(tmp_path / "roi" / "a.png", np.ones((4, 4)), "L")
+    doc = run_json("scan", masks, "-q", "--roi", tmp_path / "roi", "--max-pixels", 100)
+    assert doc["reading"] == {
+        "unknown_colors": "error",
+        "regions": str(tmp_path / "roi"),
+        "npz_key": None,
+        "max_pixels": 100,
+    }
+    assert run_json("scan", masks, "-q")["reading"]["max_pixels"] is None  # the default
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--roi", "ROI"], "--roi is used here but off in"),
+        (["--max-pixels", 100], "max_pixels is 100 here but None in"),
+        (["--npz-key", "labels"], "npz_key is labels here but None in"),
+    ],
+)
+def test_merge_refuses_reports_read_another_way(tmp_path, options, words):
+    save_mask(tmp_path / "one" / "a.png", MASK_A, "L")
+    save_mask(tmp_path / "two" / "b.png", MASK_A, "L")
+    save_mask(tmp_path / "ROI" / "b.png", np.ones((4, 4)), "L")
+    options = [tmp_path / "ROI" if o == "ROI" else o for o in options]
+    assert run("scan", tmp_path / "one", "-q", "-o", tmp_path / "1.json").exit_code == 0
+    result = run("scan", tmp_path / "two", "-q", "-o", tmp_path / "2.json", *options)
+    assert result.exit_code == 0, result.stderr
+    result = run("merge", tmp_path / "1.json", tmp_path / "2.json")
+    assert_one_line_error(result, 3, "2.json", words)
+
+
+def test_merge_refuses_the_same_dataset_twice(masks, tmp_path):
+    scanned(masks, tmp_path, "1.json")
+    scanned(masks, tmp_path, "2.json")
+    result = run("merge", tmp_path / "1.json", tmp_path / "2.json")
+    assert_one_line_error(result, 3, "2.json", "counts the same files as", "1.json")
+    result = run("merge", tmp_path / "1.json", tmp_path / "1.json")
+    assert_one_line_error(result, 3, "counts the same files as")
