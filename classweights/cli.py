@@ -531,6 +531,17 @@ def check_command(
     baseline = load(baseline) if baseline else None  # before the scan: a bad path fails fast
     reading = _reading(**options)
     reading = replace(reading, spec=replace(reading.spec, allowed_values=allowed_values))
+    rule_given = (
+        reading.spec.num_classes is not None  # labels outside 0..K-1
+        or reading.spec.colors  # colours not in the colour map
+        or allowed_values is not None
+        or any((require_classes, min_share, max_imbalance, images, baseline))
+    )
+    if not rule_given:  # "every rule holds" would be true of anything
+        raise click.UsageError(
+            "no rule to check: give --num-classes (or --preset), --allowed-values, "
+            "--require-classes, --min-share, --max-imbalance, --images, --colors or --baseline"
+        )
     display = _display(quiet)
     result = _scan(paths, reading, display, skip_errors=True, strict=False)
     rules = Rules(

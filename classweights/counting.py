@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import MaskError
+from .errors import ConventionError, MaskError
 from .masks import TABLE_SIZE, Histogram, colour_hex
 
 #: Without ``--num-classes`` the class count is the largest label + 1; past this, a label is
@@ -383,22 +383,58 @@ def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> s
     return " | ".join(parts) + (f" | and {more} more values" if more > 0 else "")
 
 
-def sparse_label_hint(counts: ClassCounts, spec: LabelSpec) -> str | None:
-    """Return a warning when the class count was inferred from labels that include a void value.
+#: Ids are sparse when fewer than one in this many of 0..K-1 occur and the largest is at
+#: least `SPARSE_FROM`: gray levels (0/127/254), multiples (0/1000/2000), VOC's 0..20 + 255.
+SPARSE_RATIO, SPARSE_FROM = 8, 100
 
-    The classic case: VOC or Cityscapes trainIds (0..20 or 0..18) plus the void label 255,
-    scanned without ``--ignore-index 255``, silently become 256 classes.
+#: Each nonzero id is suggested a ``--map`` to its rank when there are at most this many.
+MAP_AT_MOST = 8
+
+
+def convention_error(counts: ClassCounts, spec: LabelSpec) -> ConventionError | None:
+    """Return why the class count should not be inferred from these ids, or None.
+
+    When ``num_classes`` is not given, K is the largest label + 1. Ids that look like a void
+    or binary convention make that K wrong, and a document written with it would go into a
+    training config unnoticed (VOC without its ignored 255, a 0/255 binary mask, 0/127/254
+    gray levels, 0/1000/2000), and so do photographs (most of 0..255 occur). Dense ids are
+    never refused: CamVid's void 11 beside 0..10 cannot be told from a twelfth class.
     """
     if spec.num_classes is not None:
         return None
     labels = np.flatnonzero(counts.present)
-    if labels.size < 2 or labels[-1] not in VOID_VALUES or labels[-2] == labels[-1] - 1:
+    k = counts.num_classes
+    if labels.size < 2:
         return None
-    void, below = int(labels[-1]), int(labels[-2])
-    hint = (
-        f"labels look sparse: {labels.size} of {counts.num_classes} class ids occur "
-        f"(largest {void}, next {below}); did you mean --ignore-index {void}"
-    )
-    if labels.size == 2:  # a binary mask stored as 0/255
-        hint += f", or --map {void}:1 for a binary mask"
-    return hint + "? Pass --num-classes to keep all the ids."
+    largest, below = int(labels[-1]), int(labels[-2])
+    void = largest in VOID_VALUES and below != largest - 1
+    sparse = largest >= SPARSE_FROM and labels.size * SPARSE_RATIO <= k
+    photographs = k == 256 and labels.size > 128
+    if not (void or sparse or photographs):
+        return None
+    shown = ", ".join(map(str, labels[:6])) + (", ..." if labels.size > 6 else "")
+    if photographs:
+        hint = (
+            f"{labels.size} of the 256 values 0..255 occur: these look like photographs or "
+            "gray images, not label masks"
+        )
+    else:
+        kind = (
+            "like a binary mask"
+            if labels.size == 2
+            else "like classes and a void value" if void else "sparse"
+        )
+        hint = (
+            f"class ids look {kind}, not classes 0..{k - 1}: {labels.size} of {k} ids occur "
+            f"({shown})"
+        )
+    ways = [(f"ignore_index=({largest},)", f"--ignore-index {largest}")]
+    nonzero = [int(v) for v in labels if v]
+    if len(nonzero) <= MAP_AT_MOST and labels[0] == 0:
+        pairs = [(v, rank) for rank, v in enumerate(nonzero, start=1) if v != rank]
+        flags = " ".join(f"--map {v}:{rank}" for v, rank in pairs)
+        ways.append((f"mapping={tuple(pairs)!r}", flags))
+    else:
+        ways.append((f"mapping=(({largest}, DST),)", f"--map {largest}:DST"))
+    ways.append((f"num_classes={k} to keep them as classes", f"--num-classes {k} to keep them"))
+    return ConventionError(hint, tuple(ways))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
+from .counting import ClassCounts, LabelSpec, convention_error, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
     LOSSY_SUFFIXES,
@@ -151,7 +151,10 @@ def scan(
     problem = unexpected_summary(counts, spec)
     if problem and strict:
         raise InputError(problem)
-    warnings = [sparse_label_hint(counts, spec)]
+    convention = convention_error(counts, spec)  # K inferred from ids that are no classes
+    if convention and strict:
+        raise convention
+    warnings = [convention.command_line() if convention else None]
     lossy = sum(m.path.lower().endswith(LOSSY_SUFFIXES) for m in masks)
     if lossy:
         warnings.append(

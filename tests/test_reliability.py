@@ -454,3 +454,57 @@ def test_merge_refuses_the_same_dataset_twice(masks, tmp_path):
     assert_one_line_error(result, 3, "2.json", "counts the same files as", "1.json")
     result = run("merge", tmp_path / "1.json", tmp_path / "1.json")
     assert_one_line_error(result, 3, "counts the same files as")
+
+
+# 6. A class count inferred from a void or binary convention is refused, with the ways out.
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ([0, 255], "look like a binary mask, not classes 0..255: 2 of 256 ids occur (0, 255)"),
+        ([0, 128, 255], "pass --ignore-index 255, or --map 128:1 --map 255:2, or --num-classes"),
+        ([0, 127, 254], "look sparse, not classes 0..254: 3 of 255 ids occur (0, 127, 254)"),
+    ],
+)
+def test_convention_without_its_flag_is_refused(tmp_path, values, words):
+    save_mask(tmp_path / "m" / "a.png", [values * 2], "L")
+    result = run("scan", tmp_path / "m", "-o", tmp_path / "o.json")
+    assert_one_line_error(result, 3, words, "--num-classes")
+    assert not (tmp_path / "o.json").exists()
+    maps = [a for rank, v in enumerate(values[1:], start=1) for a in ("--map", f"{v}:{rank}")]
+    doc = run_json("scan", tmp_path / "m", "-q", *maps)  # the way out the message gives
+    assert [c["pixels"] for c in doc["classes"]] == [2] * len(values)
+    doc = run_json("scan", tmp_path / "m", "-q", "--num-classes", max(values) + 1)
+    assert doc["num_classes"] == max(values) + 1
+
+
+def test_sparse_16_bit_ids_and_photographs_are_refused(tmp_path):
+    save_mask(tmp_path / "m" / "a.png", [[0, 1000, 2000]], "I;16")
+    result = run("scan", tmp_path / "m")
+    assert_one_line_error(result, 3, "--map 1000:1 --map 2000:2")
+    save_mask(tmp_path / "p" / "photo.png", np.arange(256).reshape(16, 16), "L")
+    result = run("scan", tmp_path / "p")
+    assert_one_line_error(result, 3, "256 of the 256 values 0..255 occur")
+
+
+def test_dense_ids_are_never_refused(tmp_path):
+    save_mask(tmp_path / "m" / "camvid.png", [list(range(12))], "L")  # 11 may be void: unknown
+    assert run_json("scan", tmp_path / "m", "-q")["num_classes"] == 12
+
+
+def test_library_refusal_names_parameters(tmp_path):
+    from classweights import InputError, scan
+
+    save_mask(tmp_path / "m" / "a.png", [[0, 255]], "L")
+    with pytest.raises(InputError) as caught:
+        scan([tmp_path / "m"], workers=1)
+    text = str(caught.value)
+    assert "ignore_index=(255,), or mapping=((255, 1),), or num_classes=256" in text
+    assert "--" not in text
+
+
+def test_check_without_any_rule_is_a_usage_error(masks):
+    result = run("check", masks)
+    assert result.exit_code == 2 and "no rule to check" in result.stderr
+    assert result.stdout == ""
