@@ -250,6 +250,13 @@ def _reading(
 ) -> _Reading:
     """Resolve the reading options; an option given explicitly wins over the preset's value."""
     base = PRESETS[preset] if preset else Preset("", ())
+    if pattern and not base.accepts(pattern):
+        fits = [name for name, other in PRESETS.items() if other.glob and other.accepts(pattern)]
+        fix = f"use --preset {fits[0]}" if fits else f"drop --glob, or pick files named {base.glob}"
+        raise click.BadParameter(
+            f"{pattern!r} contradicts --preset {preset}, which reads {base.glob} files; {fix}",
+            param_hint="--glob",
+        )
     if map_file:
         # --map entries win over the file's for the same source value.
         mapping = tuple({**dict(load_map(map_file)), **dict(mapping)}.items())

@@ -508,3 +508,36 @@ def test_check_without_any_rule_is_a_usage_error(masks):
     result = run("check", masks)
     assert result.exit_code == 2 and "no rule to check" in result.stderr
     assert result.stdout == ""
+
+
+# 5. Cityscapes trainIds is a preset of its own; a glob that contradicts a preset is refused.
+
+
+def cityscapes_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "gtFine"
+    # labelIds: 7 road, 26 car; trainIds: 0 road, 13 car, 255 ignored.
+    save_mask(root / "a_gtFine_labelIds.png", [[7, 7, 26, 0]], "L")
+    save_mask(root / "a_gtFine_labelTrainIds.png", [[0, 0, 13, 255]], "L")
+    return root
+
+
+def test_cityscapes_trainids_preset(tmp_path):
+    root = cityscapes_folder(tmp_path)
+    doc = run_json("scan", root, "--preset", "cityscapes-trainids", "-q")
+    assert doc["num_classes"] == 19 and doc["map"] == [] and doc["ignore_index"] == [255]
+    assert doc["source"]["files"] == 1
+    pixels = {c["name"]: c["pixels"] for c in doc["classes"] if c["pixels"]}
+    assert pixels == {"road": 2, "car": 1} and doc["totals"]["ignored"] == 1
+    # The labelIds of the same image give the same counts through the cityscapes preset.
+    labelids = run_json("scan", root, "--preset", "cityscapes", "-q")
+    assert [c["pixels"] for c in labelids["classes"]] == [c["pixels"] for c in doc["classes"]]
+
+
+def test_glob_contradicting_the_preset_is_a_usage_error(tmp_path):
+    root = cityscapes_folder(tmp_path)
+    result = run("scan", root, "--preset", "cityscapes", "--glob", "*_labelTrainIds.png")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "contradicts --preset cityscapes, which reads *_labelIds.png files" in result.stderr
+    assert "use --preset cityscapes-trainids" in result.stderr
+    narrower = run_json("scan", root, "--preset", "cityscapes", "--glob", "a_*_labelIds.png", "-q")
+    assert narrower["source"]["files"] == 1
