@@ -33,12 +33,19 @@ MAX_IMPLICIT_CLASSES = 65536
 #: Example files kept for each unexpected value.
 MAX_EXAMPLES = 5
 
+#: Unexpected values tallied one by one (the smallest, whatever the worker count); the pixels
+#: of the others are summed under `MORE`. Masks of instance ids hold millions of values.
+MAX_VALUES = 1000
+
 #: Values datasets use for "no class": VOC and Cityscapes trainIds use 255, 16-bit sets 65535.
 VOID_VALUES = (255, 65535)
 
 #: How an unexpected value is known: ("label", id after the map), ("value", raw value not
 #: allowed) or ("colour", 0xRRGGBB).
 Key = tuple[str, int]
+
+#: The tally of the unexpected values past the first `MAX_VALUES`: "and N more pixels".
+MORE: Key = ("more", 0)
 
 # What `LabelSpec._codes` gives a raw value that is not counted as a class.
 IGNORED, OUT_OF_RANGE, NOT_ALLOWED = -1, -2, -3
@@ -193,7 +200,27 @@ def _in_table(histogram: Histogram) -> bool:
 
 
 def _tally(kind: str, values: np.ndarray, counts: np.ndarray) -> list[tuple[Key, int]]:
-    return [((kind, int(v)), int(n)) for v, n in zip(values, counts, strict=True)]
+    """Return the unexpected values of one mask, the `MAX_VALUES` smallest one by one."""
+    if len(values) <= MAX_VALUES:
+        return [((kind, int(v)), int(n)) for v, n in zip(values, counts, strict=True)]
+    order = np.argsort(values, kind="stable")
+    kept, rest = order[:MAX_VALUES], order[MAX_VALUES:]
+    return [*_tally(kind, values[kept], counts[kept]), (MORE, int(counts[rest].sum()))]
+
+
+def _bounded(tallies: dict[Key, Unexpected]) -> dict[Key, Unexpected]:
+    """Return ``tallies`` sorted, keeping the `MAX_VALUES` smallest values and summing the
+    pixels of the others under `MORE`: bounded, and the same whatever order masks came in
+    (a value among the smallest of all is among the smallest of every part)."""
+    keys = sorted(k for k in tallies if k != MORE)
+    if len(keys) <= MAX_VALUES and MORE not in tallies:
+        return {k: tallies[k] for k in keys}
+    bounded = {k: tallies[k] for k in keys[:MAX_VALUES]}
+    more = tallies.get(MORE, Unexpected())
+    for key in keys[MAX_VALUES:]:
+        more = more + tallies[key]
+    bounded[MORE] = more
+    return bounded
 
 
 def _sorted_pairs(pairs) -> tuple[tuple[int, int], ...]:
@@ -295,6 +322,8 @@ class ClassCounts:
             self.unexpected[key] = self.unexpected.get(key, Unexpected()) + Unexpected(
                 pixels, 1, [(path, pixels)]
             )
+        if len(self.unexpected) > MAX_VALUES:
+            self.unexpected = _bounded(self.unexpected)
 
     def add_masks(
         self, histograms: Sequence[Histogram], spec: LabelSpec, paths: Sequence[str]
@@ -350,7 +379,7 @@ class ClassCounts:
             *(x + y for x, y in zip(a._arrays(), b._arrays(), strict=True)),
             files=a.files + b.files,
             ignored=a.ignored + b.ignored,
-            unexpected=dict(sorted(unexpected.items())),
+            unexpected=_bounded(unexpected),
             errors=sorted(a.errors + b.errors),
         )
 
@@ -373,14 +402,18 @@ def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> s
     if not counts.unexpected:
         return None
     parts = []
-    for key, tally in list(counts.unexpected.items())[:most]:
+    values = [key for key in counts.unexpected if key != MORE]
+    for key, tally in [(k, counts.unexpected[k]) for k in values[:most]]:
         path, _ = tally.examples[0]
         parts.append(
             f"{path}: {spec.describe(key)} ({tally.pixels:,} pixels in {tally.files:,} files); "
             f"{spec.advice(key)}"
         )
-    more = len(counts.unexpected) - most
-    return " | ".join(parts) + (f" | and {more} more values" if more > 0 else "")
+    more = len(values) - most
+    text = " | ".join(parts) + (f" | and {more} more values" if more > 0 else "")
+    if MORE in counts.unexpected:
+        text += f" (and more, {counts.unexpected[MORE].pixels:,} pixels of them not listed)"
+    return text
 
 
 #: Ids are sparse when fewer than one in this many of 0..K-1 occur and the largest is at

@@ -277,9 +277,16 @@ def test_folders_nested_too_deeply(tmp_path):
             folder = os.path.dirname(folder)
 
 
+def ignore_ctrl_c_until_the_entry_point() -> None:
+    # Python's own start-up, before the entry point's first line, is the interpreter's: the
+    # child starts with SIGINT ignored, which Python keeps, until the entry point sets its own
+    # handler. On a loaded machine that start-up alone can outlast the shortest delay.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path):
-    # From the first imports to the end of the run (Python's own start-up, a few tens of ms
-    # before the entry point runs, is left out): exit 130 and one line, or a finished run.
+    # From the first import of the package to the end of the run: exit 130 and one line, or
+    # a finished run.
     out = tmp_path / "o.json"
     codes = []
     for delay in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9):
@@ -290,6 +297,7 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
             cwd=REPO,
+            preexec_fn=ignore_ctrl_c_until_the_entry_point,
         )
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
@@ -541,3 +549,46 @@ def test_glob_contradicting_the_preset_is_a_usage_error(tmp_path):
     assert "use --preset cityscapes-trainids" in result.stderr
     narrower = run_json("scan", root, "--preset", "cityscapes", "--glob", "a_*_labelIds.png", "-q")
     assert narrower["source"]["files"] == 1
+
+
+# 13. Tallies of unexpected values are bounded: 1,000 values, then "and N more".
+
+
+def test_unexpected_values_are_tallied_up_to_a_thousand(tmp_path):
+    ids = np.arange(19, 19 + 1500, dtype=np.int32).reshape(30, 50)  # 1,500 labels out of range
+    np.save(tmp_path / "instances.npy", ids)
+    result = run("check", tmp_path, "--num-classes", 19)
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1000 + 2
+    assert lines[0].startswith("num-classes: label 19 is outside 0..18")
+    assert lines[999].startswith("num-classes: label 1018 is outside 0..18")
+    assert lines[1000] == (
+        "num-classes: and more values past the first 1,000: 500 pixels not listed one by one"
+    )
+    result = run("scan", tmp_path, "--num-classes", 19)
+    assert_one_line_error(result, 3, "label 19 is outside 0..18", "and 997 more values")
+    assert "500 pixels of them not listed" in result.stderr
+
+
+def test_bounded_tally_is_the_same_whatever_the_order():
+    from classweights.counting import MORE, ClassCounts, LabelSpec
+    from classweights.masks import Histogram
+
+    spec = LabelSpec(num_classes=1)
+    parts = []
+    for start in (1, 700, 1400):  # three masks whose values overlap
+        counts = ClassCounts.zeros(1)
+        values = np.arange(start, start + 900, dtype=np.int64)
+        counts.add_mask(Histogram(values, np.ones(900, np.int64)), spec, f"m{start}")
+        parts.append(counts)
+    forward = parts[0] + parts[1] + parts[2]
+    backward = parts[2] + (parts[1] + parts[0])
+    assert forward.unexpected == backward.unexpected
+    assert len(forward.unexpected) == 1001
+    kept = [k for k in forward.unexpected if k != MORE]
+    assert kept == [("label", v) for v in range(1, 1001)]
+    total = sum(t.pixels for t in forward.unexpected.values())
+    # Kept: 1..699 and 901..1000 once, 700..900 in two masks: 1,201 pixels.
+    assert forward.unexpected[("label", 800)].pixels == 2
+    assert total == 2700 and forward.unexpected[MORE].pixels == 2700 - 1201
