@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .counting import MAX_EXAMPLES, MAX_VALUES, MORE, ClassCounts
-from .errors import InputError, MaskError
+from .errors import InputError, MaskError, one_line
 from .masks import MaskFile, find_masks, mask_size, refuse_twins, shape_text, stem
 from .report import settings_differ
 from .scan import ScanResult
@@ -29,11 +29,11 @@ class Violation:
     examples: tuple[tuple[str, str], ...] = ()  # (file, what is wrong there)
 
     def line(self) -> str:
-        """Return the violation as one line of text."""
+        """Return the violation as one line of text (a newline in a file name escaped)."""
         text = f"{self.rule}: {self.message}"
         if self.examples:
             text += "; e.g. " + ", ".join(f"{path} ({detail})" for path, detail in self.examples)
-        return text
+        return one_line(text)
 
 
 @dataclass(frozen=True)

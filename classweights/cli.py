@@ -92,7 +92,11 @@ def _display(quiet: bool):
         return _Silent()
     from .display import Display  # here: rich takes tens of ms to import, which -q runs skip
 
-    return Display()
+    display = Display()
+    warn = display.warn
+    # A warning is one line, as an error is (`_Failure`): a file name cannot split it.
+    display.warn = lambda message: warn(one_line(message))  # type: ignore[method-assign]
+    return display
 
 
 def _id_ranges(ids: list[int]) -> str:

@@ -275,6 +275,7 @@ class ClassCounts:
     ignored: int = 0
     unexpected: dict[Key, Unexpected] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files skipped
+    lossy: int = 0  # masks decoded from a lossy format (JPEG), whatever their names say
 
     @classmethod
     def zeros(cls, num_classes: int = 0) -> ClassCounts:
@@ -304,7 +305,7 @@ class ClassCounts:
             return self
         grown = [np.concatenate([a, np.zeros(pad, np.int64)]) for a in self._arrays()]
         unexpected, errors = dict(self.unexpected), list(self.errors)
-        return ClassCounts(*grown, self.files, self.ignored, unexpected, errors)
+        return ClassCounts(*grown, self.files, self.ignored, unexpected, errors, self.lossy)
 
     def add_mask(self, histogram: Histogram, spec: LabelSpec, path: str) -> None:
         """Add one mask, given as its raw-value histogram, to these counts (in place)."""
@@ -318,6 +319,7 @@ class ClassCounts:
         self.image_pixels[labels] += histogram.size
         self.files += 1
         self.ignored += ignored
+        self.lossy += histogram.lossy
         for key, pixels in unexpected:
             self.unexpected[key] = self.unexpected.get(key, Unexpected()) + Unexpected(
                 pixels, 1, [(path, pixels)]
@@ -350,6 +352,7 @@ class ClassCounts:
             return
         if not batch:
             return
+        self.lossy += sum(histograms[i].lossy for i in batch)
         pixels = np.concatenate([h.counts for h in histograms]).astype(np.float64)
         counted = codes >= 0  # float sums are exact: each is far below 2**53
         self.ignored += int(pixels[codes == IGNORED].sum())
@@ -381,14 +384,15 @@ class ClassCounts:
             ignored=a.ignored + b.ignored,
             unexpected=_bounded(unexpected),
             errors=sorted(a.errors + b.errors),
+            lossy=a.lossy + b.lossy,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassCounts):
             return NotImplemented
         return (
-            (self.files, self.ignored, self.unexpected, self.errors)
-            == (other.files, other.ignored, other.unexpected, other.errors)
+            (self.files, self.ignored, self.unexpected, self.errors, self.lossy)
+            == (other.files, other.ignored, other.unexpected, other.errors, other.lossy)
         ) and all(
             np.array_equal(x, y) for x, y in zip(self._arrays(), other._arrays(), strict=True)
         )

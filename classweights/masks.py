@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -39,8 +39,9 @@ MASK_SUFFIXES = (
     ".png", ".tif", ".tiff", ".bmp", ".gif", ".jpg", ".jpeg", ".npy", ".npz", ".nii", ".nii.gz",
 )  # fmt: skip
 
-#: Lossy formats: a mask stored this way has wrong ids along every edge.
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
+#: Lossy formats (Pillow's names): a mask stored this way has wrong ids along every edge.
+#: Known by the file's content, not its name: a JPEG named .png is still lossy.
+LOSSY_FORMATS = ("JPEG", "MPO")
 
 #: Pillow modes whose pixels are class ids (DESIGN.md, "Mask formats and conventions").
 INDEX_MODES = ("P", "L", "1", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -146,6 +147,7 @@ class Histogram:
     values: np.ndarray
     counts: np.ndarray
     colour: bool = False
+    lossy: bool = False  # decoded from a lossy format (`LOSSY_FORMATS`)
 
     @property
     def size(self) -> int:
@@ -401,7 +403,9 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
             return _array_histogram(pixels, path)
     with _open_image(io.BytesIO(data), path, options) as image:
         frames = [_frame_histogram(frame, path) for frame in _frames(image, path, options)]
-    return frames[0] if len(frames) == 1 else _sum_histograms(frames)
+        lossy = image.format in LOSSY_FORMATS
+    histogram = frames[0] if len(frames) == 1 else _sum_histograms(frames)
+    return replace(histogram, lossy=True) if lossy else histogram
 
 
 def _frames(image: Image.Image, path: str, options: ReadOptions) -> Iterable[Image.Image]:

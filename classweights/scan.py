@@ -17,7 +17,6 @@ from typing import BinaryIO
 from .counting import ClassCounts, LabelSpec, convention_error, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
-    LOSSY_SUFFIXES,
     MAX_PIXELS,
     MaskFile,
     ReadOptions,
@@ -155,7 +154,7 @@ def scan(
     if convention and strict:
         raise convention
     warnings = [convention.command_line() if convention else None]
-    lossy = sum(m.path.lower().endswith(LOSSY_SUFFIXES) for m in masks)
+    lossy = counts.lossy  # known by content: a JPEG named .png too
     if lossy:
         warnings.append(
             f"{lossy} of {len(masks)} masks are JPEG: lossy compression changes class ids "

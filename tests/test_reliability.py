@@ -592,3 +592,40 @@ def test_bounded_tally_is_the_same_whatever_the_order():
     # Kept: 1..699 and 901..1000 once, 700..900 in two masks: 1,201 pixels.
     assert forward.unexpected[("label", 800)].pixels == 2
     assert total == 2700 and forward.unexpected[MORE].pixels == 2700 - 1201
+
+
+# 16. One line whatever the file name; check's dangling link; a JPEG by its content.
+
+
+def test_newline_in_a_file_name_never_splits_the_error_line(tmp_path):
+    (tmp_path / "a\nb.png").write_bytes(b"broken")
+    result = run("scan", tmp_path)
+    assert_one_line_error(result, 3, "a\\nb.png: cannot read mask")
+    result = run("check", tmp_path, "--num-classes", 2)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0].startswith("readable: 1 files cannot be read; e.g. ")
+    assert "a\\nb.png (cannot read mask" in result.stdout
+    assert len(result.stdout.splitlines()) == 2
+    save_mask(tmp_path / "ok" / "tab\there.png", [[0, 255]], "L")
+    result = run("scan", tmp_path / "ok", "--num-classes", 2, "--skip-errors")
+    assert_one_line_error(result, 3, "label 255 is outside 0..1", "tab\\there.png")
+
+
+def test_check_reports_a_dangling_link_as_a_violation(masks, tmp_path):
+    os.symlink(tmp_path / "nowhere.png", masks / "dangling.png")
+    result = run("check", masks, "--num-classes", 2)
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout.startswith("readable: 1 files cannot be read; e.g. ")
+    assert "dangling.png (cannot read mask: No such file or directory)" in result.stdout
+    assert_one_line_error(run("scan", masks), 3, "dangling.png", "No such file or directory")
+
+
+def test_jpeg_named_png_gets_the_lossy_warning(tmp_path):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "looks.png", format="JPEG")
+    result = run("scan", tmp_path)
+    assert result.exit_code == 0
+    assert "1 of 1 masks are JPEG: lossy compression" in result.stderr
+    (tmp_path / "looks.png").unlink()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "png.jpg", format="PNG")
+    result = run("scan", tmp_path)  # a PNG named .jpg is not lossy
+    assert result.exit_code == 0 and "lossy" not in result.stderr
