@@ -153,14 +153,14 @@ def write_output(path: str | os.PathLike | None, text: str) -> None:
     if path is None or os.fspath(path) == "-":
         _write_stdout(data)
         return
-    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
-        mode = target.stat().st_mode
+        mode = os.stat(path).st_mode  # through links: /dev/stdout may lead to a pipe
     except OSError:
-        mode = None  # a new path
+        mode = None  # a new path, or a link to one
     if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        _write_in_place(target, data, path)
+        _write_in_place(path, data)
     else:
+        target = os.path.realpath(path) if os.path.islink(path) else path
         write_atomic(target, data, shown=path)
 
 
@@ -180,16 +180,16 @@ def _write_stdout(data: bytes) -> None:
         raise InputError(f"stdout: cannot write: {error.strerror or error}") from None
 
 
-def _write_in_place(target: Path, data: bytes, shown: str | os.PathLike) -> None:
+def _write_in_place(path: str | os.PathLike, data: bytes) -> None:
     """Write to a device or FIFO as it is: no O_CREAT, no O_TRUNC, nothing to rename over."""
     try:
-        descriptor = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        descriptor = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(descriptor, "wb", buffering=0) as out:
             view = memoryview(data)
             while view:
                 view = view[out.write(view) :]
     except OSError as error:
-        raise InputError(f"{shown}: cannot write: {error.strerror or error}") from None
+        raise InputError(f"{path}: cannot write: {error.strerror or error}") from None
 
 
 def write_atomic(

@@ -629,3 +629,19 @@ def test_jpeg_named_png_gets_the_lossy_warning(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "png.jpg", format="PNG")
     result = run("scan", tmp_path)  # a PNG named .jpg is not lossy
     assert result.exit_code == 0 and "lossy" not in result.stderr
+
+
+def test_output_to_dev_stdout_writes_the_pipe(masks):
+    result = command("scan", masks, "-q", "-o", "/dev/stdout")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["totals"]["pixels"] == 16
+    assert os.path.islink("/dev/stdout")
+
+
+def test_class_names_must_be_names(masks, tmp_path):
+    (tmp_path / "names.yaml").write_text("- 2024-01-01\n- road\n")
+    result = run("scan", masks, "--class-names", tmp_path / "names.yaml")
+    assert_one_line_error(result, 3, "names.yaml", "is not a list of class names")
+    (tmp_path / "names.yaml").write_text("- !!binary aGk=\n- road\n")
+    result = run("scan", masks, "--class-names", tmp_path / "names.yaml")
+    assert_one_line_error(result, 3, "names.yaml", "YAML tags")
