@@ -459,7 +459,9 @@ def convention_error(counts: ClassCounts, spec: LabelSpec) -> ConventionError | 
         kind = (
             "like a binary mask"
             if labels.size == 2
-            else "like classes and a void value" if void else "sparse"
+            else "like classes and a void value"
+            if void
+            else "sparse"
         )
         hint = (
             f"class ids look {kind}, not classes 0..{k - 1}: {labels.size} of {k} ids occur "

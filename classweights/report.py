@@ -355,8 +355,7 @@ def _from_document(doc: object) -> ScanResult:
     files = _count(source["files"], "source files")
     if counts.files + len(counts.errors) != files:
         raise ValueError(
-            f"{files} files were listed but {counts.files} counted and {len(counts.errors)} "
-            "failed"
+            f"{files} files were listed but {counts.files} counted and {len(counts.errors)} failed"
         )
     optional = {str: "a string", int: "an integer"}
     for key, kind in (("regions", str), ("npz_key", str), ("max_pixels", int)):

@@ -201,9 +201,7 @@ def test_nifti_header_is_held_to_max_pixels(tmp_path):
 def test_truncated_npy_is_refused(tmp_path):
     (tmp_path / "short.npy").write_bytes(npy_bytes((4, 4), bytes(10)))
     result = run("scan", tmp_path)
-    assert_one_line_error(
-        result, 3, "short.npy", "is shorter than its header says: 10 of 16 bytes"
-    )
+    assert_one_line_error(result, 3, "short.npy", "is shorter than its header says: 10 of 16 bytes")
 
 
 def test_npy_counts_exactly(tmp_path):
@@ -239,7 +237,7 @@ def test_reading_refuses_what_is_not_a_regular_file(tmp_path):
     from classweights import MaskError, read_histogram
 
     os.mkfifo(tmp_path / "hang.png")
-    with pytest.raises(MaskError, match="hang.png: is not a regular file"):
+    with pytest.raises(MaskError, match=r"hang\.png: is not a regular file"):
         read_histogram(tmp_path / "hang.png")
 
 
@@ -291,8 +289,17 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path):
     codes = []
     for delay in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9):
         process = subprocess.Popen(
-            [sys.executable, "-m", "classweights_entry", "scan", "sample_masks", "-o", out]
-            + ["--ignore-index", "255"],
+            [
+                sys.executable,
+                "-m",
+                "classweights_entry",
+                "scan",
+                "sample_masks",
+                "-o",
+                out,
+                "--ignore-index",
+                "255",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -346,7 +353,8 @@ def test_deeply_nested_json_report(tmp_path):
 
 
 def test_yaml_alias_bomb_in_a_baseline(masks, tmp_path):
-    bomb = "a: &a [x, x]\n" + "".join(f"{c}: &{c} [*{p}, *{p}]\n" for p, c in zip("ab", "bc"))
+    nested = (f"{c}: &{c} [*{p}, *{p}]\n" for p, c in zip("ab", "bc", strict=True))
+    bomb = "a: &a [x, x]\n" + "".join(nested)
     (tmp_path / "b.yaml").write_text(bomb)
     result = run(
         "check", masks, "--num-classes", 2, "--baseline", tmp_path / "b.yaml", "--max-drift", 0.1
@@ -381,14 +389,14 @@ def test_report_counts_and_sizes_are_checked(masks, tmp_path, change, words):
 @pytest.mark.parametrize("name", ["2024-01-01", "!!binary aGk=", "!!set {a, b}", ".nan"])
 def test_class_names_yaml_reads_as_other_things_are_refused(masks, tmp_path, name):
     doc = scanned(masks, tmp_path)
-    text = FORMAT_YAML(doc).replace("name: null", f"name: {name}", 1)
+    text = yaml_text(doc).replace("name: null", f"name: {name}", 1)
     (tmp_path / "r.yaml").write_text(text)
     result = run("weights", tmp_path / "r.yaml")
     assert_one_line_error(result, 3, "r.yaml")
     assert "class 0's name is" in result.stderr or "YAML tags" in result.stderr
 
 
-def FORMAT_YAML(doc: dict) -> str:  # noqa: N802
+def yaml_text(doc: dict) -> str:
     import yaml
 
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
