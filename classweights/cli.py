@@ -12,6 +12,7 @@ import functools
 import inspect
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -135,7 +136,14 @@ def _check_clip(ctx: click.Context, param: click.Parameter, value: float | None)
 def _check_output(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan, so that a typo in -o does not cost a whole scan.
     if value is not None and value != "-":
-        folder = os.path.dirname(os.path.abspath(value))
+        try:
+            in_place = not stat.S_ISREG(os.stat(value).st_mode)  # a device, a FIFO
+        except OSError:
+            in_place = False
+        if in_place:  # written as it is (report.write_output): /dev/null needs no writable /dev
+            return value
+        # A link's target is replaced, beside the target.
+        folder = os.path.dirname(os.path.realpath(value))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise click.BadParameter(f"cannot write into {folder}: no such folder, or read-only")
     return value

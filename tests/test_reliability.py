@@ -653,3 +653,12 @@ def test_class_names_must_be_names(masks, tmp_path):
     (tmp_path / "names.yaml").write_text("- !!binary aGk=\n- road\n")
     result = run("scan", masks, "--class-names", tmp_path / "names.yaml")
     assert_one_line_error(result, 3, "names.yaml", "YAML tags")
+
+
+def test_output_to_a_device_needs_no_writable_folder(masks, monkeypatch):
+    real_access = os.access
+    # As for a user who is not root: /dev itself is not writable, /dev/null is.
+    monkeypatch.setattr(os, "access", lambda p, m: p != "/dev" and real_access(p, m))
+    assert run("scan", masks, "-q", "-o", "/dev/null").exit_code == 0
+    result = run("scan", masks, "-q", "-o", "/dev/new.json")
+    assert result.exit_code == 2 and "cannot write into /dev" in result.stderr
