@@ -424,7 +424,8 @@ def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> s
 #: least `SPARSE_FROM`: gray levels (0/127/254), multiples (0/1000/2000), VOC's 0..20 + 255.
 SPARSE_RATIO, SPARSE_FROM = 8, 100
 
-#: Each nonzero id is suggested a ``--map`` to its rank when there are at most this many.
+#: Gray levels (0/127/254, 0/1000/2000) are suggested a ``--map`` of each nonzero id to its
+#: rank when there are at most this many; class ids beside a void value (VOC) are not.
 MAP_AT_MOST = 8
 
 
@@ -469,7 +470,8 @@ def convention_error(counts: ClassCounts, spec: LabelSpec) -> ConventionError | 
         )
     ways = [(f"ignore_index=({largest},)", f"--ignore-index {largest}")]
     nonzero = [int(v) for v in labels if v]
-    if len(nonzero) <= MAP_AT_MOST and labels[0] == 0:
+    levels = labels.size == 2 or below >= SPARSE_FROM  # no small class ids among them
+    if levels and len(nonzero) <= MAP_AT_MOST and labels[0] == 0:
         pairs = [(v, rank) for rank, v in enumerate(nonzero, start=1) if v != rank]
         flags = " ".join(f"--map {v}:{rank}" for v, rank in pairs)
         ways.append((f"mapping={tuple(pairs)!r}", flags))

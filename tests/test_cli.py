@@ -49,7 +49,7 @@ def test_void_label_without_ignore_index_is_refused(tiny):
     result = run("scan", tiny)
     assert result.exit_code == 3 and result.stdout == ""
     assert "look like classes and a void value, not classes 0..255" in result.stderr
-    assert "pass --ignore-index 255, or --map 255:3, or --num-classes 256" in result.stderr
+    assert "pass --ignore-index 255, or --map 255:DST, or --num-classes 256" in result.stderr
     doc = run_json("scan", tiny, "--num-classes", 256, "-q")  # kept, as asked
     assert doc["num_classes"] == 256
 

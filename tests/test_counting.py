@@ -141,7 +141,8 @@ def test_spec_is_canonical():
         ([0, 128, 255], "--map 128:1 --map 255:2"),
         ([0, 127, 254], "look sparse, not classes 0..254"),
         ([0, 1000, 2000], "--ignore-index 2000, or --map 1000:1 --map 2000:2, or --num-classes"),
-        ([0, 1, 65535], "--ignore-index 65535, or --map 65535:2"),
+        ([0, 1, 65535], "--ignore-index 65535, or --map 65535:DST, or --num-classes 65536"),
+        ([0, 2, 15, 255], "--ignore-index 255, or --map 255:DST, or --num-classes 256"),  # VOC
         ([*range(21), 255], "22 of 256 ids occur (0, 1, 2, 3, 4, 5, ...)"),
         (list(range(256)), "256 of the 256 values 0..255 occur: these look like photographs"),
         ([0, 2, 15], None),  # sparse, but small: a few classes of a small sample
