@@ -226,13 +226,13 @@ def _until_magic(parts: tuple[str, ...]) -> Iterable[str]:
 
 
 def _walk(root: str, pattern: str | None) -> list[tuple[str, str, bool]]:
-    try:
-        return _walk_tree(root, pattern)
-    except RecursionError:  # os.walk recurses once per level of folders
-        raise InputError(f"{root}: folders nested too deeply to search") from None
+    """Return the (path, name, True) of each mask under the directory ``root``, depth first in
+    sorted order, following links but never round a loop.
 
+    A stack of folders rather than `os.walk`, which recurses once per level (before Python
+    3.12) and so fails on a thousand nested folders.
+    """
 
-def _walk_tree(root: str, pattern: str | None) -> list[tuple[str, str, bool]]:
     def wanted(name: str, relative: str) -> bool:
         if name.startswith("."):
             return False
@@ -242,23 +242,34 @@ def _walk_tree(root: str, pattern: str | None) -> list[tuple[str, str, bool]]:
 
     masks = []
     visited: set[tuple[int, int]] = set()
-    for folder, dirs, files in os.walk(root, onerror=_unreadable_folder, followlinks=True):
+    pending = [root]
+    while pending:
+        folder = pending.pop()
         try:
             status = os.stat(folder)
-        except OSError as error:  # a path too long, a folder gone since it was listed
+            if (status.st_dev, status.st_ino) in visited:  # a link back up the tree
+                continue
+            visited.add((status.st_dev, status.st_ino))
+            with os.scandir(folder) as listing:
+                entries = [(entry.name, _is_dir(entry)) for entry in listing]
+        except OSError as error:  # unreadable, a path too long, gone since it was listed
             _unreadable_folder(error)
-        if (status.st_dev, status.st_ino) in visited:  # a link back up the tree
-            dirs.clear()
-            continue
-        visited.add((status.st_dev, status.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         prefix = Path(os.path.relpath(folder, root)).as_posix() + "/"
         prefix = "" if prefix == "./" else prefix
         folder = os.path.join(folder, "")  # with one separator at the end, as join gives
-        for name in sorted(files):
+        for name in sorted(name for name, is_dir in entries if not is_dir):
             if wanted(name, prefix + name):
                 masks.append((folder + name, prefix + name, True))
+        folders = sorted(name for name, is_dir in entries if is_dir and not name.startswith("."))
+        pending += [folder + name for name in reversed(folders)]  # the first on top
     return masks
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # through links, as the walk follows them
+    except OSError:
+        return False
 
 
 def _unreadable_folder(error: OSError) -> None:
