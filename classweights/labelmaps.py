@@ -85,8 +85,14 @@ def load_names(path: str | os.PathLike) -> tuple[str, ...]:
     or YAML list."""
     if _suffix(path) in (".json", ".yaml", ".yml"):
         names = _structured(path)
-        if not isinstance(names, list) or not all(isinstance(n, str | int) for n in names):
-            raise LabelFileError(path, "is not a list of class names")
+        # YAML reads `no` as False and `2024-01-01` as a date: such a name would be written
+        # back as another string, so it is refused (quote it) rather than converted.
+        if not isinstance(names, list) or not all(
+            isinstance(n, str | int) and not isinstance(n, bool) for n in names
+        ):
+            raise LabelFileError(
+                path, "is not a list of class names (quote names YAML reads as other things)"
+            )
         names = [str(n) for n in names]
     else:
         names = _read_text(path).rstrip("\n").split("\n")

@@ -647,6 +647,16 @@ def test_class_names_must_be_names(masks, tmp_path):
     (tmp_path / "names.yaml").write_text("- 2024-01-01\n- road\n")
     result = run("scan", masks, "--class-names", tmp_path / "names.yaml")
     assert_one_line_error(result, 3, "names.yaml", "is not a list of class names")
+    (tmp_path / "names.yaml").write_text("- no\n- road\n")  # YAML 1.1: False
+    result = run("scan", masks, "--class-names", tmp_path / "names.yaml")
+    assert_one_line_error(result, 3, "names.yaml", "is not a list of class names")
+    (tmp_path / "names.yaml").write_text("- 'no'\n- road\n")
+    assert (
+        run_json("scan", masks, "-q", "--class-names", tmp_path / "names.yaml")["classes"][0][
+            "name"
+        ]
+        == "no"
+    )
     (tmp_path / "names.yaml").write_text("- !!binary aGk=\n- road\n")
     result = run("scan", masks, "--class-names", tmp_path / "names.yaml")
     assert_one_line_error(result, 3, "names.yaml", "YAML tags")
