@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .counting import MAX_EXAMPLES, ClassCounts
-from .errors import InputError, MaskError
+from .counting import MAX_EXAMPLES, MAX_VALUES, MORE, ClassCounts
+from .errors import InputError, MaskError, one_line
 from .masks import MaskFile, find_masks, mask_size, refuse_twins, shape_text, stem
 from .report import settings_differ
 from .scan import ScanResult
@@ -29,11 +29,11 @@ class Violation:
     examples: tuple[tuple[str, str], ...] = ()  # (file, what is wrong there)
 
     def line(self) -> str:
-        """Return the violation as one line of text."""
+        """Return the violation as one line of text (a newline in a file name escaped)."""
         text = f"{self.rule}: {self.message}"
         if self.examples:
             text += "; e.g. " + ", ".join(f"{path} ({detail})" for path, detail in self.examples)
-        return text
+        return one_line(text)
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,13 @@ _UNEXPECTED_RULES = {"label": "num-classes", "value": "allowed-values", "colour"
 def _unexpected(result: ScanResult) -> list[Violation]:
     violations = []
     for key, tally in result.counts.unexpected.items():
+        if key == MORE:  # the tally is bounded: no output grows without bound with the data
+            message = (
+                f"and more values past the first {MAX_VALUES:,}: {tally.pixels:,} pixels "
+                "not listed one by one"
+            )
+            violations.append(Violation(violations[-1].rule if violations else "values", message))
+            continue
         examples = tuple((path, f"{pixels:,} pixels") for path, pixels in tally.examples)
         message = f"{result.spec.describe(key)}: {tally.pixels:,} pixels in {tally.files:,} files"
         violations.append(Violation(_UNEXPECTED_RULES[key[0]], message, examples))

@@ -7,9 +7,12 @@ Library errors become one line and their exit code: 2 usage, 3 input (DESIGN.md)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
+import signal
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,11 +24,11 @@ import click
 from . import __version__
 from .checks import CHECK_FORMATS, Rules, check
 from .counting import LabelSpec
-from .errors import ClassWeightsError
+from .errors import ClassWeightsError, one_line
 from .labelmaps import ColorMap, load_colors, load_map, load_names
 from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
-from .report import DIGITS, FORMATS, document, load, merge, write_atomic
+from .report import DIGITS, FORMATS, document, load, merge, write_output
 from .scan import ScanResult, check_shard, scan, shard_of
 from .sources import freeze, parse_storage_options
 from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
@@ -38,8 +41,26 @@ class _Failure(click.ClickException):
     """A library error on its way out: one line on stderr and the error's own exit code."""
 
     def __init__(self, error: ClassWeightsError) -> None:
-        super().__init__(str(error))
+        super().__init__(error.command_line())
         self.exit_code = error.exit_code
+
+    def format_message(self) -> str:
+        # The one place error lines are formatted: a newline in a file name never splits one.
+        return one_line(self.message)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C during a command run by `main`. Not a KeyboardInterrupt, which click would turn
+    into "Aborted!" and exit 1; a BaseException, so that every clean-up still runs."""
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def _say_interrupted() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        click.echo("interrupted", err=True)
 
 
 class _Group(click.Group):
@@ -48,7 +69,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ClassWeightsError as error:
             raise _Failure(error) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # raised by the library itself, or under CliRunner
+            _say_interrupted()
             raise click.exceptions.Exit(130) from None
 
 
@@ -72,7 +94,11 @@ def _display(quiet: bool):
         return _Silent()
     from .display import Display  # here: rich takes tens of ms to import, which -q runs skip
 
-    return Display()
+    display = Display()
+    warn = display.warn
+    # A warning is one line, as an error is (`_Failure`): a file name cannot split it.
+    display.warn = lambda message: warn(one_line(message))  # type: ignore[method-assign]
+    return display
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -110,8 +136,15 @@ def _check_clip(ctx: click.Context, param: click.Parameter, value: float | None)
 
 def _check_output(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan, so that a typo in -o does not cost a whole scan.
-    if value is not None:
-        folder = os.path.dirname(os.path.abspath(value))
+    if value is not None and value != "-":
+        try:
+            in_place = not stat.S_ISREG(os.stat(value).st_mode)  # a device, a FIFO
+        except OSError:
+            in_place = False
+        if in_place:  # written as it is (report.write_output): /dev/null needs no writable /dev
+            return value
+        # A link's target is replaced, beside the target.
+        folder = os.path.dirname(os.path.realpath(value))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise click.BadParameter(f"cannot write into {folder}: no such folder, or read-only")
     return value
@@ -312,6 +345,13 @@ def _reading(
 ) -> _Reading:
     """Resolve the reading options; an option given explicitly wins over the preset's value."""
     base = PRESETS[preset] if preset else Preset("", ())
+    if pattern and not base.accepts(pattern):
+        fits = [name for name, other in PRESETS.items() if other.glob and other.accepts(pattern)]
+        fix = f"use --preset {fits[0]}" if fits else f"drop --glob, or pick files named {base.glob}"
+        raise click.BadParameter(
+            f"{pattern!r} contradicts --preset {preset}, which reads {base.glob} files; {fix}",
+            param_hint="--glob",
+        )
     if map_file:
         # --map entries win over the file's for the same source value.
         mapping = tuple({**dict(load_map(map_file)), **dict(mapping)}.items())
@@ -443,9 +483,9 @@ output_options = _options(
     click.option(
         "-o",
         "--output",
-        type=click.Path(dir_okay=False, writable=True),
+        type=click.Path(dir_okay=False, writable=True, allow_dash=True),
         callback=_check_output,
-        help="Write the document here (atomically) instead of to stdout.",
+        help="Write the document here (atomically; - is stdout) instead of to stdout.",
     ),
     click.option("-q", "--quiet", is_flag=True, help="No table, progress or warnings on stderr."),
 )
@@ -554,7 +594,7 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 )
 @click.option(
     "--baseline",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="A saved report to compare the class shares with (see --max-drift).",
 )
 @click.option(
@@ -574,9 +614,9 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
     callback=_check_output,
-    help="Write the report here (atomically) instead of to stdout.",
+    help="Write the report here (atomically; - is stdout) instead of to stdout.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
 @scale_options
@@ -611,6 +651,17 @@ def check_command(
     scale = {k: options.pop(k) for k in _SCALE_OPTIONS}
     reading = _reading(**options)
     reading = replace(reading, spec=replace(reading.spec, allowed_values=allowed_values))
+    rule_given = (
+        reading.spec.num_classes is not None  # labels outside 0..K-1
+        or reading.spec.colors  # colours not in the colour map
+        or allowed_values is not None
+        or any((require_classes, min_share, max_imbalance, images, baseline))
+    )
+    if not rule_given:  # "every rule holds" would be true of anything
+        raise click.UsageError(
+            "no rule to check: give --num-classes (or --preset), --allowed-values, "
+            "--require-classes, --min-share, --max-imbalance, --images, --colors or --baseline"
+        )
     display = _display(quiet)
     result = _scan(paths, reading, display, skip_errors=True, strict=False, **scale)
     rules = Rules(
@@ -658,7 +709,7 @@ def presets_command() -> None:
 
 
 @cli.command("weights")
-@click.argument("report", type=click.Path(dir_okay=False))
+@click.argument("report", type=click.Path())  # checked by report.load: exit 3, not 2
 @weight_options
 @output_options
 def weights_command(report, **options) -> None:
@@ -672,7 +723,7 @@ def weights_command(report, **options) -> None:
 
 
 @cli.command("merge")
-@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("reports", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--complete",
     is_flag=True,
@@ -733,17 +784,34 @@ def _emit(
 
 
 def _write(text: str, output: str | None) -> None:
-    """Write a command's document to ``output`` (atomically) or to stdout."""
-    if output:
-        write_atomic(output, text)
-    else:
-        click.echo(text, nl=False)
+    """Write a command's document to ``output`` or stdout (`report.write_output`)."""
+    write_output(output, text)
 
 
 def main() -> None:
-    """Run the command line (the ``classweights`` console script)."""
-    _keep_freed_memory()
-    cli(prog_name="classweights")
+    """Run the command line (the ``classweights`` console script) and exit with its code.
+
+    Ctrl-C at any moment exits 130 with "interrupted" on stderr, never a traceback: here it
+    raises `Interrupted`, which ends the workers and removes a half-written output on its way
+    out. (The console script, ``classweights_entry``, covers the imports before this.)
+    """
+    code: int | None = 0
+    try:
+        signal.signal(signal.SIGINT, _interrupted)
+        _keep_freed_memory()
+        code = cli.main(prog_name="classweights", standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt):
+        code = 130
+        _say_interrupted()
+    except click.ClickException as error:
+        error.show()
+        code = error.exit_code
+    except click.Abort:
+        code = 1
+    finally:
+        # Past this point the run is over: a late Ctrl-C only stops the interpreter's exit.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code or 0)
 
 
 # glibc's mallopt parameters (malloc.h).

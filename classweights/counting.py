@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import MaskError
+from .errors import ConventionError, MaskError
 from .masks import TABLE_SIZE, Histogram, colour_hex
 
 #: Without ``--num-classes`` the class count is the largest label + 1; past this, a label is
@@ -33,12 +33,19 @@ MAX_IMPLICIT_CLASSES = 65536
 #: Example files kept for each unexpected value.
 MAX_EXAMPLES = 5
 
+#: Unexpected values tallied one by one (the smallest, whatever the worker count); the pixels
+#: of the others are summed under `MORE`. Masks of instance ids hold millions of values.
+MAX_VALUES = 1000
+
 #: Values datasets use for "no class": VOC and Cityscapes trainIds use 255, 16-bit sets 65535.
 VOID_VALUES = (255, 65535)
 
 #: How an unexpected value is known: ("label", id after the map), ("value", raw value not
 #: allowed) or ("colour", 0xRRGGBB).
 Key = tuple[str, int]
+
+#: The tally of the unexpected values past the first `MAX_VALUES`: "and N more pixels".
+MORE: Key = ("more", 0)
 
 # What `LabelSpec._codes` gives a raw value that is not counted as a class.
 IGNORED, OUT_OF_RANGE, NOT_ALLOWED = -1, -2, -3
@@ -193,7 +200,27 @@ def _in_table(histogram: Histogram) -> bool:
 
 
 def _tally(kind: str, values: np.ndarray, counts: np.ndarray) -> list[tuple[Key, int]]:
-    return [((kind, int(v)), int(n)) for v, n in zip(values, counts, strict=True)]
+    """Return the unexpected values of one mask, the `MAX_VALUES` smallest one by one."""
+    if len(values) <= MAX_VALUES:
+        return [((kind, int(v)), int(n)) for v, n in zip(values, counts, strict=True)]
+    order = np.argsort(values, kind="stable")
+    kept, rest = order[:MAX_VALUES], order[MAX_VALUES:]
+    return [*_tally(kind, values[kept], counts[kept]), (MORE, int(counts[rest].sum()))]
+
+
+def _bounded(tallies: dict[Key, Unexpected]) -> dict[Key, Unexpected]:
+    """Return ``tallies`` sorted, keeping the `MAX_VALUES` smallest values and summing the
+    pixels of the others under `MORE`: bounded, and the same whatever order masks came in
+    (a value among the smallest of all is among the smallest of every part)."""
+    keys = sorted(k for k in tallies if k != MORE)
+    if len(keys) <= MAX_VALUES and MORE not in tallies:
+        return {k: tallies[k] for k in keys}
+    bounded = {k: tallies[k] for k in keys[:MAX_VALUES]}
+    more = tallies.get(MORE, Unexpected())
+    for key in keys[MAX_VALUES:]:
+        more = more + tallies[key]
+    bounded[MORE] = more
+    return bounded
 
 
 def _sorted_pairs(pairs) -> tuple[tuple[int, int], ...]:
@@ -248,6 +275,7 @@ class ClassCounts:
     ignored: int = 0
     unexpected: dict[Key, Unexpected] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files skipped
+    lossy: int = 0  # masks decoded from a lossy format (JPEG), whatever their names say
 
     @classmethod
     def zeros(cls, num_classes: int = 0) -> ClassCounts:
@@ -277,7 +305,7 @@ class ClassCounts:
             return self
         grown = [np.concatenate([a, np.zeros(pad, np.int64)]) for a in self._arrays()]
         unexpected, errors = dict(self.unexpected), list(self.errors)
-        return ClassCounts(*grown, self.files, self.ignored, unexpected, errors)
+        return ClassCounts(*grown, self.files, self.ignored, unexpected, errors, self.lossy)
 
     def add_mask(self, histogram: Histogram, spec: LabelSpec, path: str) -> None:
         """Add one mask, given as its raw-value histogram, to these counts (in place)."""
@@ -291,10 +319,13 @@ class ClassCounts:
         self.image_pixels[labels] += histogram.size
         self.files += 1
         self.ignored += ignored
+        self.lossy += histogram.lossy
         for key, pixels in unexpected:
             self.unexpected[key] = self.unexpected.get(key, Unexpected()) + Unexpected(
                 pixels, 1, [(path, pixels)]
             )
+        if len(self.unexpected) > MAX_VALUES:
+            self.unexpected = _bounded(self.unexpected)
 
     def add_masks(
         self, histograms: Sequence[Histogram], spec: LabelSpec, paths: Sequence[str]
@@ -321,6 +352,7 @@ class ClassCounts:
             return
         if not batch:
             return
+        self.lossy += sum(histograms[i].lossy for i in batch)
         pixels = np.concatenate([h.counts for h in histograms]).astype(np.float64)
         counted = codes >= 0  # float sums are exact: each is far below 2**53
         self.ignored += int(pixels[codes == IGNORED].sum())
@@ -350,16 +382,17 @@ class ClassCounts:
             *(x + y for x, y in zip(a._arrays(), b._arrays(), strict=True)),
             files=a.files + b.files,
             ignored=a.ignored + b.ignored,
-            unexpected=dict(sorted(unexpected.items())),
+            unexpected=_bounded(unexpected),
             errors=sorted(a.errors + b.errors),
+            lossy=a.lossy + b.lossy,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassCounts):
             return NotImplemented
         return (
-            (self.files, self.ignored, self.unexpected, self.errors)
-            == (other.files, other.ignored, other.unexpected, other.errors)
+            (self.files, self.ignored, self.unexpected, self.errors, self.lossy)
+            == (other.files, other.ignored, other.unexpected, other.errors, other.lossy)
         ) and all(
             np.array_equal(x, y) for x, y in zip(self._arrays(), other._arrays(), strict=True)
         )
@@ -373,32 +406,76 @@ def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> s
     if not counts.unexpected:
         return None
     parts = []
-    for key, tally in list(counts.unexpected.items())[:most]:
+    values = [key for key in counts.unexpected if key != MORE]
+    for key, tally in [(k, counts.unexpected[k]) for k in values[:most]]:
         path, _ = tally.examples[0]
         parts.append(
             f"{path}: {spec.describe(key)} ({tally.pixels:,} pixels in {tally.files:,} files); "
             f"{spec.advice(key)}"
         )
-    more = len(counts.unexpected) - most
-    return " | ".join(parts) + (f" | and {more} more values" if more > 0 else "")
+    more = len(values) - most
+    text = " | ".join(parts) + (f" | and {more} more values" if more > 0 else "")
+    if MORE in counts.unexpected:
+        text += f" (and more, {counts.unexpected[MORE].pixels:,} pixels of them not listed)"
+    return text
 
 
-def sparse_label_hint(counts: ClassCounts, spec: LabelSpec) -> str | None:
-    """Return a warning when the class count was inferred from labels that include a void value.
+#: Ids are sparse when fewer than one in this many of 0..K-1 occur and the largest is at
+#: least `SPARSE_FROM`: gray levels (0/127/254), multiples (0/1000/2000), VOC's 0..20 + 255.
+SPARSE_RATIO, SPARSE_FROM = 8, 100
 
-    The classic case: VOC or Cityscapes trainIds (0..20 or 0..18) plus the void label 255,
-    scanned without ``--ignore-index 255``, silently become 256 classes.
+#: Gray levels (0/127/254, 0/1000/2000) are suggested a ``--map`` of each nonzero id to its
+#: rank when there are at most this many; class ids beside a void value (VOC) are not.
+MAP_AT_MOST = 8
+
+
+def convention_error(counts: ClassCounts, spec: LabelSpec) -> ConventionError | None:
+    """Return why the class count should not be inferred from these ids, or None.
+
+    When ``num_classes`` is not given, K is the largest label + 1. Ids that look like a void
+    or binary convention make that K wrong, and a document written with it would go into a
+    training config unnoticed (VOC without its ignored 255, a 0/255 binary mask, 0/127/254
+    gray levels, 0/1000/2000), and so do photographs (most of 0..255 occur). Dense ids are
+    never refused: CamVid's void 11 beside 0..10 cannot be told from a twelfth class.
     """
     if spec.num_classes is not None:
         return None
     labels = np.flatnonzero(counts.present)
-    if labels.size < 2 or labels[-1] not in VOID_VALUES or labels[-2] == labels[-1] - 1:
+    k = counts.num_classes
+    if labels.size < 2:
         return None
-    void, below = int(labels[-1]), int(labels[-2])
-    hint = (
-        f"labels look sparse: {labels.size} of {counts.num_classes} class ids occur "
-        f"(largest {void}, next {below}); did you mean --ignore-index {void}"
-    )
-    if labels.size == 2:  # a binary mask stored as 0/255
-        hint += f", or --map {void}:1 for a binary mask"
-    return hint + "? Pass --num-classes to keep all the ids."
+    largest, below = int(labels[-1]), int(labels[-2])
+    void = largest in VOID_VALUES and below != largest - 1
+    sparse = largest >= SPARSE_FROM and labels.size * SPARSE_RATIO <= k
+    photographs = k == 256 and labels.size > 128
+    if not (void or sparse or photographs):
+        return None
+    shown = ", ".join(map(str, labels[:6])) + (", ..." if labels.size > 6 else "")
+    if photographs:
+        hint = (
+            f"{labels.size} of the 256 values 0..255 occur: these look like photographs or "
+            "gray images, not label masks"
+        )
+    else:
+        kind = (
+            "like a binary mask"
+            if labels.size == 2
+            else "like classes and a void value"
+            if void
+            else "sparse"
+        )
+        hint = (
+            f"class ids look {kind}, not classes 0..{k - 1}: {labels.size} of {k} ids occur "
+            f"({shown})"
+        )
+    ways = [(f"ignore_index=({largest},)", f"--ignore-index {largest}")]
+    nonzero = [int(v) for v in labels if v]
+    levels = labels.size == 2 or below >= SPARSE_FROM  # no small class ids among them
+    if levels and len(nonzero) <= MAP_AT_MOST and labels[0] == 0:
+        pairs = [(v, rank) for rank, v in enumerate(nonzero, start=1) if v != rank]
+        flags = " ".join(f"--map {v}:{rank}" for v, rank in pairs)
+        ways.append((f"mapping={tuple(pairs)!r}", flags))
+    else:
+        ways.append((f"mapping=(({largest}, DST),)", f"--map {largest}:DST"))
+    ways.append((f"num_classes={k} to keep them as classes", f"--num-classes {k} to keep them"))
+    return ConventionError(hint, tuple(ways))

@@ -8,6 +8,10 @@ class ClassWeightsError(Exception):
 
     exit_code = 3
 
+    def command_line(self) -> str:
+        """Return the message as the command line shows it (naming flags, not parameters)."""
+        return str(self)
+
 
 class InputError(ClassWeightsError):
     """Something about the input as a whole is wrong: no masks found, no pixels counted."""
@@ -43,3 +47,44 @@ class LabelFileError(FileError):
 
 class WeightError(ClassWeightsError):
     """Weights cannot be derived as asked (for instance ``--missing error`` with absent classes)."""
+
+
+class ConventionError(InputError):
+    """The class count was inferred from ids that look like a void or binary convention.
+
+    ``ways`` are the ways out, each as ``(library parameter, command-line flag)``: the message
+    names the parameters, `command_line` the flags.
+    """
+
+    def __init__(self, hint: str, ways: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(hint, ways)
+        self.hint = hint
+        self.ways = ways
+
+    def __str__(self) -> str:
+        return self._text(0)
+
+    def command_line(self) -> str:
+        return self._text(1)
+
+    def _text(self, which: int) -> str:
+        return f"{self.hint}; pass " + ", or ".join(way[which] for way in self.ways)
+
+
+# Escapes for the C0 and C1 control characters and DEL; \n, \r and \t as people write them.
+_CONTROL = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` safe to print as one line: control characters (a newline in a file name)
+    escaped, and the bytes of a file name that is not UTF-8 (surrogate escapes) as ``\\xff``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").translate(_CONTROL)

@@ -7,6 +7,7 @@ list) and raises `LabelFileError` naming the file and the entry that makes no se
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import re
@@ -84,8 +85,14 @@ def load_names(path: str | os.PathLike) -> tuple[str, ...]:
     or YAML list."""
     if _suffix(path) in (".json", ".yaml", ".yml"):
         names = _structured(path)
-        if not isinstance(names, list) or not all(isinstance(n, str | int) for n in names):
-            raise LabelFileError(path, "is not a list of class names")
+        # YAML reads `no` as False and `2024-01-01` as a date: such a name would be written
+        # back as another string, so it is refused (quote it) rather than converted.
+        if not isinstance(names, list) or not all(
+            isinstance(n, str | int) and not isinstance(n, bool) for n in names
+        ):
+            raise LabelFileError(
+                path, "is not a list of class names (quote names YAML reads as other things)"
+            )
         names = [str(n) for n in names]
     else:
         names = _read_text(path).rstrip("\n").split("\n")
@@ -97,19 +104,74 @@ def load_names(path: str | os.PathLike) -> tuple[str, ...]:
     return tuple(names)
 
 
+#: Deepest nesting of lists and mappings read from a JSON or YAML file: a report is three
+#: levels deep; a thousand would exhaust the parser's stack.
+MAX_DEPTH = 16
+
+
 def parse_data(text: str, *, as_json: bool) -> object:
     """Return JSON or YAML text parsed; raises ValueError whose first line says why.
 
-    Callers read JSON as JSON: YAML 1.1 would read JSON's ``1e-05`` as a string.
+    Every file the tool reads is untrusted input, so YAML is read with `yaml.SafeLoader` and
+    without anchors, aliases (a kilobyte of nested aliases expands to gigabytes) or tags, and
+    nesting is bounded by `MAX_DEPTH` in both. Callers read JSON as JSON: YAML 1.1 would read
+    JSON's ``1e-05`` as a string.
     """
     if as_json:
-        return json.loads(text)
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+        _check_depth(data)
+        return data
     import yaml  # here, not at the top: most runs never read YAML, and it is slow to import
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_strict_loader())  # a SafeLoader, stricter
     except yaml.YAMLError as error:
         raise ValueError(str(error)) from None
+
+
+def _check_depth(data: object) -> None:
+    level, depth = [data], 1
+    while level:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        level = [
+            item
+            for value in level
+            if isinstance(value, list | dict)
+            for item in (value.values() if isinstance(value, dict) else value)
+            if isinstance(item, list | dict)
+        ]
+        depth += 1
+
+
+@functools.cache
+def _strict_loader() -> type:
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """A SafeLoader that refuses anchors, aliases and tags, and bounds the nesting."""
+
+        depth = 0
+
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            event = self.peek_event()
+            where = f"line {event.start_mark.line + 1}"
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ValueError(f"{where}: YAML anchors and aliases are not read")
+            if getattr(event, "tag", None) not in (None, "!"):
+                raise ValueError(f"{where}: YAML tags ({event.tag}) are not read")
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return StrictLoader
 
 
 def _suffix(path: str | os.PathLike) -> str:

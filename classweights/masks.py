@@ -9,14 +9,17 @@ colour mask, the colour packed as ``0xRRGGBB``.
 from __future__ import annotations
 
 import io
+import math
 import os
+import stat
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -33,8 +36,9 @@ MASK_SUFFIXES = (
     ".png", ".tif", ".tiff", ".bmp", ".gif", ".jpg", ".jpeg", ".npy", ".npz", ".nii", ".nii.gz",
 )  # fmt: skip
 
-#: Lossy formats: a mask stored this way has wrong ids along every edge.
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
+#: Lossy formats (Pillow's names): a mask stored this way has wrong ids along every edge.
+#: Known by the file's content, not its name: a JPEG named .png is still lossy.
+LOSSY_FORMATS = ("JPEG", "MPO")
 
 #: Pillow modes whose pixels are class ids (DESIGN.md, "Mask formats and conventions").
 INDEX_MODES = ("P", "L", "1", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -60,7 +64,52 @@ _READ_ERRORS = (
     KeyError,
     struct.error,
     zlib.error,
+    zipfile.BadZipFile,
 )
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a device or a socket: reading one may never end (or never stop)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: is not a regular file")
+        self.strerror = "is not a regular file"
+        self.filename = path
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Return ``path`` opened for unbuffered reading; the one place a mask is opened.
+
+    Only regular files are read: a FIFO named ``*.png`` would hang the scan and ``/dev/zero``
+    would fill the memory. The file is opened without blocking (a FIFO's open waits for a
+    writer) and refused with `NotRegularFile` unless ``fstat`` says it is a regular file.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotRegularFile(os.fsdecode(path))
+        return os.fdopen(descriptor, "rb", buffering=0)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """Return all the bytes of the regular file ``path`` (see `open_regular`)."""
+    with open_regular(path) as file:
+        return file.readall()
+
+
+def check_size(path: object, pixels: int, size: str, options: ReadOptions) -> None:
+    """Raise `MaskError` if an image, page, array or volume of ``pixels`` (written ``size``)
+    is above ``options.max_pixels``: called before anything of it is decoded."""
+    if pixels > options.max_pixels:
+        raise MaskError(
+            path,
+            f"is {size} = {pixels:,} pixels, more than --max-pixels {options.max_pixels:,} "
+            "(a decompression bomb?)",
+        )
 
 
 class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends them to workers
@@ -101,6 +150,7 @@ class Histogram:
     values: np.ndarray
     counts: np.ndarray
     colour: bool = False
+    lossy: bool = False  # decoded from a lossy format (`LOSSY_FORMATS`)
 
     @property
     def size(self) -> int:
@@ -185,6 +235,8 @@ def read_histogram(
         return _array_histogram(labels[inside != 0], mask.path, colour)
     except MaskError:
         raise
+    except NotRegularFile:
+        raise MaskError(mask.path, "is not a regular file") from None
     except _READ_ERRORS as error:
         raise MaskError(mask.path, f"cannot read mask: {_reason(error)}") from None
 
@@ -201,8 +253,8 @@ def mask_size(path: str, options: ReadOptions = ReadOptions()) -> tuple[int, ...
     try:
         reader = _array_reader(path)
         if reader is not None:
-            return tuple(reader(_source(path, options), path, options.npz_key).shape)
-        with _open_image(_source(path, options), path, options) as image:
+            return tuple(reader(path, options).shape)
+        with _opened(path, options) as file, _open_image(file, path, options) as image:
             return image.height, image.width
     except MaskError:
         raise
@@ -221,13 +273,7 @@ def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> It
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(source) as image:
-            pixels = image.width * image.height
-            if pixels > options.max_pixels:
-                raise MaskError(
-                    path,
-                    f"is {image.width}x{image.height} = {pixels:,} pixels, more than "
-                    f"--max-pixels {options.max_pixels:,} (a decompression bomb?)",
-                )
+            check_size(path, image.width * image.height, f"{image.width}x{image.height}", options)
             yield image
     finally:
         Image.MAX_IMAGE_PIXELS = limit
@@ -238,6 +284,8 @@ def _reason(error: BaseException) -> str:
 
     if isinstance(error, UnidentifiedImageError):
         return "not an image format Pillow knows"  # its own message names a BytesIO
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return error.strerror  # the file is named once, by the caller
     text = str(error) or type(error).__name__
     return text.splitlines()[0]
 
@@ -250,8 +298,8 @@ def shape_text(shape: tuple[int, ...]) -> str:
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
-        return _array_histogram(reader(_source(path, options), path, options.npz_key), path)
-    data = sources.read_bytes(path, options)
+        return _array_histogram(reader(path, options), path)
+    data = sources.read_bytes(path, options)  # whole at once: a buffer only costs
     layout = png.layout(data)
     if layout is not None:
         lines = png.scanlines(layout, options.max_pixels)
@@ -264,23 +312,28 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         if pixels is not None:
             return _array_histogram(pixels, path)
     with _open_image(io.BytesIO(data), path, options) as image:
-        frames = [_frame_histogram(frame, path) for frame in _frames(image, path)]
-    return frames[0] if len(frames) == 1 else _sum_histograms(frames)
+        frames = [_frame_histogram(frame, path) for frame in _frames(image, path, options)]
+        lossy = image.format in LOSSY_FORMATS
+    histogram = frames[0] if len(frames) == 1 else _sum_histograms(frames)
+    return replace(histogram, lossy=True) if lossy else histogram
 
 
-def _frames(image: Image.Image, path: str) -> Iterable[Image.Image]:
+def _frames(image: Image.Image, path: str, options: ReadOptions) -> Iterable[Image.Image]:
     """Yield the frames to count: every page of a TIFF (the slices of one label volume); the
     first frame of anything else (an animated GIF or PNG is not a stack of masks, and Pillow
-    turns GIF frames after the first into RGB). Pages must all be colours or all class ids."""
+    turns GIF frames after the first into RGB). Pages must all be colours or all class ids,
+    and each is held to ``--max-pixels`` before it is decoded, not only the first."""
     if image.format != "TIFF":
         yield image
         return
     from PIL import ImageSequence
 
     colour = image.mode in COLOUR_MODES
-    for frame in ImageSequence.Iterator(image):
+    for number, frame in enumerate(ImageSequence.Iterator(image)):
         if (frame.mode in COLOUR_MODES) != colour:
             raise MaskError(path, "has pages of colours and pages of class ids")
+        size = f"{frame.width}x{frame.height}, page {number + 1},"
+        check_size(path, frame.width * frame.height, size, options)
         yield frame
 
 
@@ -298,9 +351,9 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     """Return a mask's raw values as an array, and whether they are colours (packed 0xRRGGBB)."""
     reader = _array_reader(path)
     if reader is not None:
-        return reader(_source(path, options), path, options.npz_key), False
-    with _open_image(_source(path, options), path, options) as image:
-        frames = [_image_array(frame, path) for frame in _frames(image, path)]
+        return reader(path, options), False
+    with _open_image(io.BytesIO(sources.read_bytes(path, options)), path, options) as image:
+        frames = [_image_array(frame, path) for frame in _frames(image, path, options)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
 
@@ -327,54 +380,81 @@ def pack_rgb(red, green, blue):
     return (red << 16) | (green << 8) | blue
 
 
-def _source(path: str, options: ReadOptions) -> str | io.BytesIO:
-    """Return what a decoder opens: a local path as it is, anything else as its bytes."""
-    return path if sources.is_local(path) else io.BytesIO(sources.read_bytes(path, options))
+@contextmanager
+def _opened(path: str, options: ReadOptions) -> Iterator[BinaryIO]:
+    """Yield a mask opened for reading: a local regular file as it is (Pillow then reads only
+    what it needs), anything else as its bytes."""
+    if sources.is_local(path):
+        with open_regular(path) as file:
+            yield file
+    else:
+        yield io.BytesIO(sources.read_bytes(path, options))
 
 
-def _read_npy(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.ndarray:
-    mmap = "r" if isinstance(source, str) else None  # numpy maps files, not bytes
-    return np.load(source, mmap_mode=mmap, allow_pickle=False)
+def _read_npy(path: str, options: ReadOptions) -> np.ndarray:
+    # Read, never memory-mapped: a file truncated while it is mapped kills the process (SIGBUS).
+    return _parse_npy(io.BytesIO(sources.read_bytes(path, options)), path, options)
 
 
-def _read_npz(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.ndarray:
-    with np.load(source, allow_pickle=False) as archive:
-        keys = list(archive.keys())
-        if npz_key is None and len(keys) == 1:
-            npz_key = keys[0]
-        if npz_key not in keys:
+def _parse_npy(stream: BinaryIO, path: str, options: ReadOptions) -> np.ndarray:
+    """Return the array of a ``.npy`` stream, its header checked before its data is read."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(stream)
+    read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    if version not in read_header:
+        raise MaskError(path, f"is a .npy file of version {version[0]}.{version[1]}, not 1 or 2")
+    shape, fortran, dtype = read_header[version](stream)
+    if dtype.hasobject:
+        raise MaskError(path, "holds Python objects, not integer class ids")
+    count = math.prod(shape)
+    check_size(path, count, shape_text(shape), options)
+    wanted = count * dtype.itemsize
+    data = stream.read(wanted)
+    if len(data) < wanted:
+        raise MaskError(
+            path, f"is shorter than its header says: {len(data):,} of {wanted:,} bytes of data"
+        )
+    return np.frombuffer(data, dtype, count).reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npz(path: str, options: ReadOptions) -> np.ndarray:
+    with zipfile.ZipFile(io.BytesIO(sources.read_bytes(path, options))) as archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+        npz_key = options.npz_key
+        if npz_key is None and len(members) == 1:
+            (npz_key,) = members
+        if npz_key not in members:
             wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
             raise MaskError(
-                path, f"holds {wanted}; choose one of {', '.join(sorted(keys))} with --npz-key"
+                path, f"holds {wanted}; choose one of {', '.join(sorted(members))} with --npz-key"
             )
-        return archive[npz_key]
+        with archive.open(members[npz_key]) as member:
+            return _parse_npy(member, path, options)  # its header held to --max-pixels first
 
 
-def _read_nifti(source: str | io.BytesIO, path: str, npz_key: str | None) -> np.ndarray:
+def _read_nifti(path: str, options: ReadOptions) -> np.ndarray:
     try:
         import nibabel
     except ImportError:
         raise MaskError(
             path, "reading NIfTI volumes needs nibabel: pip install 'classweights[nifti]'"
         ) from None
-    if isinstance(source, str):
-        return np.asanyarray(nibabel.load(source).dataobj)
-    data = source.getvalue()
-    if data[:2] == b"\x1f\x8b":  # .nii.gz
-        import gzip
+    import gzip
 
-        data = gzip.decompress(data)
-    image = None
-    if data[:4] in ((348).to_bytes(4, "little"), (348).to_bytes(4, "big")):
-        image = nibabel.Nifti1Image
-    elif data[:4] in ((540).to_bytes(4, "little"), (540).to_bytes(4, "big")):
-        image = nibabel.Nifti2Image
-    if image is None:
-        raise MaskError(path, "is not a single-file NIfTI volume (.nii or .nii.gz)")
-    return np.asanyarray(image.from_bytes(data).dataobj)
+    stream: BinaryIO = io.BytesIO(sources.read_bytes(path, options))  # read, not mapped
+    if stream.getvalue()[:2] == b"\x1f\x8b":  # .nii.gz
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    sizeof_hdr = stream.read(4)
+    stream.seek(0)
+    nifti2 = 540 in struct.unpack("<i", sizeof_hdr) + struct.unpack(">i", sizeof_hdr)
+    image = (nibabel.Nifti2Image if nifti2 else nibabel.Nifti1Image).from_stream(stream)
+    shape = tuple(image.header.get_data_shape())
+    check_size(path, math.prod(shape), shape_text(shape), options)  # before the voxels
+    return np.asanyarray(image.dataobj)
 
 
-_ARRAY_READERS: dict[str, Callable[[str | io.BytesIO, str, str | None], np.ndarray]] = {
+_ARRAY_READERS: dict[str, Callable[[str, ReadOptions], np.ndarray]] = {
     ".npy": _read_npy,
     ".npz": _read_npz,
     ".nii": _read_nifti,
@@ -382,7 +462,7 @@ _ARRAY_READERS: dict[str, Callable[[str | io.BytesIO, str, str | None], np.ndarr
 }
 
 
-def _array_reader(path: str) -> Callable[[str | io.BytesIO, str, str | None], np.ndarray] | None:
+def _array_reader(path: str) -> Callable[[str, ReadOptions], np.ndarray] | None:
     name = sources.leaf(path).lower()
     return next((r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix)), None)
 

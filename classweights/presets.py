@@ -33,6 +33,18 @@ class Preset:
         """Number of classes: class ids are ``0..num_classes-1``."""
         return len(self.names)
 
+    def accepts(self, pattern: str) -> bool:
+        """Whether the files ``pattern`` picks follow this preset's file convention.
+
+        A preset with a ``glob`` (``*_labelIds.png``) reads only files whose names end as
+        its glob does: a ``--glob '*_labelTrainIds.png'`` would apply the labelIds map to
+        trainIds masks and count wrong with exit 0. A narrower glob
+        (``'frankfurt_*_labelIds.png'``, ``'val/*_labelIds.png'``) follows it.
+        """
+        if self.glob is None:
+            return True
+        return pattern.rsplit("/", 1)[-1].endswith(self.glob.lstrip("*"))
+
 
 #: trainId given to every Cityscapes label left out of training and evaluation.
 CITYSCAPES_IGNORE = 255
@@ -77,6 +89,13 @@ _CITYSCAPES_LABELS: tuple[tuple[int, str, int], ...] = (
     (31, "train", 16),
     (32, "motorcycle", 17),
     (33, "bicycle", 18),
+)
+
+#: The 19 training classes, by trainId.
+_CITYSCAPES_TRAIN_NAMES = tuple(
+    name
+    for _, name, train_id in sorted(_CITYSCAPES_LABELS, key=lambda row: row[2])
+    if train_id != CITYSCAPES_IGNORE
 )
 
 # Pascal VOC 2012 segmentation: 0 is background, 1..20 the classes of VOCopts.classes in the
@@ -183,14 +202,18 @@ PRESETS: dict[str, Preset] = {
     # Source: mcordts/cityscapesScripts, cityscapesscripts/helpers/labels.py.
     "cityscapes": Preset(
         description="Cityscapes *_gtFine_labelIds.png: labelIds 0..33 -> 19 trainIds, 255 ignored",
-        names=tuple(
-            name
-            for _, name, train_id in sorted(_CITYSCAPES_LABELS, key=lambda row: row[2])
-            if train_id != CITYSCAPES_IGNORE
-        ),
+        names=_CITYSCAPES_TRAIN_NAMES,
         ignore_index=(CITYSCAPES_IGNORE,),
         mapping=tuple((label_id, train_id) for label_id, _, train_id in _CITYSCAPES_LABELS),
         glob="*_labelIds.png",
+    ),
+    # The same 19 classes, in masks already converted to trainIds (cityscapesScripts'
+    # preparation/createTrainIdLabelImgs.py writes *_gtFine_labelTrainIds.png): no map.
+    "cityscapes-trainids": Preset(
+        description="Cityscapes *_gtFine_labelTrainIds.png: trainIds 0..18, 255 ignored",
+        names=_CITYSCAPES_TRAIN_NAMES,
+        ignore_index=(CITYSCAPES_IGNORE,),
+        glob="*_labelTrainIds.png",
     ),
     # Source: VOCdevkit/VOCcode/VOCinit.m; open-mmlab/mmsegmentation, mmseg/datasets/voc.py.
     "voc": Preset(

@@ -8,10 +8,13 @@ disjoint shards can be `merge`d exactly.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import stat
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,8 @@ from . import __version__
 from .counting import ClassCounts, LabelSpec
 from .errors import InputError, ReportError
 from .labelmaps import parse_color, parse_data
-from .masks import colour_hex
-from .scan import ScanResult, Source, check_shard
+from .masks import NotRegularFile, colour_hex, read_file
+from .scan import Reading, ScanResult, Source, check_shard
 from .weights import Weights, frequency
 
 #: Significant digits of the weights and frequencies in a document.
@@ -54,6 +57,7 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "map": [list(pair) for pair in result.spec.mapping],
         "reduce_zero_label": result.spec.reduce_zero_label,
         "colors": [[colour_hex(colour), class_id] for colour, class_id in result.spec.colors],
+        "reading": {"unknown_colors": result.spec.unknown_colors, **asdict(result.reading)},
         "weights": weights_out,
         "pos_weight": (
             [rounded(w) for w in pos_weight]
@@ -138,21 +142,80 @@ FORMATS: dict[str, Callable[[dict], str]] = {
 }
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: all of it or nothing.
+def write_output(path: str | os.PathLike | None, text: str) -> None:
+    """Write a command's document: to stdout when ``path`` is None or ``-``, else to ``path``.
 
-    Raises `InputError` naming the path when it cannot be written.
+    The one place a document leaves the process (docs/design.md, "Reliability"). A regular
+    file or a new path is written through a temporary file beside it and a rename: all of it
+    or nothing. A device or FIFO (``/dev/null``, a named pipe) is written in place, never
+    replaced by a file. A symbolic link keeps being a link: its target is replaced. File names
+    that are not UTF-8 keep their bytes (surrogate escapes). Raises `InputError` naming the
+    path (or stdout) when it cannot be written.
+    """
+    data = text.encode("utf-8", "surrogateescape")
+    if path is None or os.fspath(path) == "-":
+        _write_stdout(data)
+        return
+    try:
+        mode = os.stat(path).st_mode  # through links: /dev/stdout may lead to a pipe
+    except OSError:
+        mode = None  # a new path, or a link to one
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        _write_in_place(path, data)
+    else:
+        target = os.path.realpath(path) if os.path.islink(path) else path
+        write_atomic(target, data, shown=path)
+
+
+def _write_stdout(data: bytes) -> None:
+    import sys
+
+    try:
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+    except OSError as error:
+        # What is still buffered would fail again as Python exits, with a second message.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        raise InputError(f"stdout: cannot write: {error.strerror or error}") from None
+
+
+def _write_in_place(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a device or FIFO as it is: no O_CREAT, no O_TRUNC, nothing to rename over."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(descriptor, "wb", buffering=0) as out:
+            view = memoryview(data)
+            while view:
+                view = view[out.write(view) :]
+    except OSError as error:
+        raise InputError(f"{path}: cannot write: {error.strerror or error}") from None
+
+
+def write_atomic(
+    path: str | os.PathLike, data: str | bytes, *, shown: str | os.PathLike | None = None
+) -> None:
+    """Write ``data`` to the regular file ``path`` through a temporary file beside it, fsync
+    and a rename: all of it or nothing (see `write_output` for the other kinds of path).
+
+    Raises `InputError` naming the path (``shown``, when given) when it cannot be written.
     """
     import tempfile  # here, not at the top, as yaml
 
     path = Path(path)
+    shown = path if shown is None else shown
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as error:
-        raise InputError(f"{path}: cannot write: {error.strerror}") from None
+        raise InputError(f"{shown}: cannot write: {error.strerror}") from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
             out.flush()
             # mkstemp makes the file private; give it the mode a plain write would.
             os.fchmod(out.fileno(), 0o666 & ~_umask())
@@ -161,7 +224,7 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise InputError(f"{path}: cannot write: {error.strerror}") from None
+            raise InputError(f"{shown}: cannot write: {error.strerror}") from None
         raise
 
 
@@ -171,13 +234,22 @@ def _umask() -> int:
     return mask
 
 
+#: Counts in a report are below this: int64 sums of them cannot overflow.
+MAX_COUNT = 2**62
+
+
 def load(path: str | os.PathLike) -> ScanResult:
     """Return the counts and settings of a saved JSON or YAML report.
 
+    A report is untrusted input: it is parsed without YAML aliases or tags and with bounded
+    nesting (`labelmaps.parse_data`), every count must be an integer in 0..2^62, sizes must
+    agree, and what is derived (frequencies, weights) is computed again, never read.
     Raises `ReportError` naming the file when it cannot be read or is not a report.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_file(path).decode("utf-8")
+    except NotRegularFile:
+        raise ReportError(path, "cannot read report: is not a regular file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ReportError(
             path, f"cannot read report: {getattr(error, 'strerror', None) or error}"
@@ -200,25 +272,58 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
-def _from_document(doc: dict) -> ScanResult:
-    classes = doc["classes"]
-    num_classes = int(doc["num_classes"])
-    if [c["id"] for c in classes] != list(range(num_classes)):
-        raise ValueError(f"class ids are not 0..{num_classes - 1} in order")
+def _of_type(value: object, kind: type | tuple[type, ...], what: str) -> object:
+    # bool is an int to Python, never to a report.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"{what} is {value!r}")
+    return value
+
+
+def _count(value: object, what: str) -> int:
+    """Return ``value`` if it is a count: an int (not a bool, not 10.7) in 0..2^62."""
+    if type(value) is not int or not 0 <= value < MAX_COUNT:
+        raise ValueError(f"{what} is {value!r}, not a count (an integer from 0 to 2^62)")
+    return value
+
+
+def _integer(value: object, what: str) -> int:
+    if type(value) is not int or not -MAX_COUNT < value < MAX_COUNT:
+        raise ValueError(f"{what} is {value!r}, not an integer")
+    return value
+
+
+def _list(value: object, what: str) -> list:
+    return _of_type(value, list, what)  # type: ignore[return-value]
+
+
+def _from_document(doc: object) -> ScanResult:
+    doc = _of_type(doc, dict, "the document")
+    num_classes = _count(doc["num_classes"], "num_classes")
+    classes = _list(doc["classes"], "classes")
+    if num_classes < 1 or len(classes) != num_classes:
+        raise ValueError(f"num_classes is {num_classes} but {len(classes)} classes are listed")
+    names = []
+    for c, entry in enumerate(classes):
+        entry = _of_type(entry, dict, f"class {c}")
+        if _count(entry["id"], f"class {c}'s id") != c:
+            raise ValueError(f"class ids are not 0..{num_classes - 1} in order")
+        name = entry.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"class {c}'s name is {name!r}, not a string")
+        names.append(name)
 
     def column(key: str) -> np.ndarray:
-        values = np.array([int(c[key]) for c in classes], np.int64).reshape(num_classes)
-        if (values < 0).any():
-            raise ValueError(f"negative {key!r}")
-        return values
+        return np.array([_count(c[key], f"class {i}'s {key}") for i, c in enumerate(classes)])
 
+    totals = _of_type(doc["totals"], dict, "totals")
+    errors = [_of_type(e, dict, "an error") for e in _list(doc.get("errors", []), "errors")]
     counts = ClassCounts(
-        column("pixels"),
-        column("images"),
-        column("image_pixels"),
-        files=int(doc["totals"]["files"]),
-        ignored=int(doc["totals"]["ignored"]),
-        errors=[(str(e["file"]), str(e["error"])) for e in doc.get("errors", [])],
+        column("pixels").astype(np.int64).reshape(num_classes),
+        column("images").astype(np.int64).reshape(num_classes),
+        column("image_pixels").astype(np.int64).reshape(num_classes),
+        files=_count(totals["files"], "totals files"),
+        ignored=_count(totals["ignored"], "totals ignored"),
+        errors=[(_of_type(e["file"], str, "an error's file"), str(e["error"])) for e in errors],
     )
     # Counts a scan could have made: a class occurs in an image iff it has pixels, in no more
     # images than there are, and holds no more pixels than those images.
@@ -227,27 +332,50 @@ def _from_document(doc: dict) -> ScanResult:
         (present != (counts.images > 0)).any()
         or (counts.images > counts.files).any()
         or (counts.pixels > counts.image_pixels).any()
+        or counts.counted >= MAX_COUNT
+        or _count(totals.get("pixels", counts.counted), "totals pixels") != counts.counted
     ):
         raise ValueError("its class counts do not add up")
+    colors = []
+    for pair in _list(doc["colors"], "colors"):
+        colour, class_id = _list(pair, "a colour entry")
+        colors.append((parse_color(colour), _integer(class_id, "a colour's class id")))
+    reading = _of_type(doc.get("reading", {}), dict, "reading")
     spec = LabelSpec(
         num_classes=num_classes,
-        ignore_index=tuple(int(v) for v in doc["ignore_index"]),
-        mapping=tuple((int(s), int(d)) for s, d in doc["map"]),
-        reduce_zero_label=bool(doc["reduce_zero_label"]),
-        colors=tuple((parse_color(c), int(i)) for c, i in doc["colors"]),
+        ignore_index=tuple(
+            _integer(v, "an ignore_index value") for v in _list(doc["ignore_index"], "ignore_index")
+        ),
+        mapping=tuple(
+            (_integer(s, "a map source"), _integer(d, "a map destination"))
+            for s, d in (_list(pair, "a map entry") for pair in _list(doc["map"], "map"))
+        ),
+        reduce_zero_label=_of_type(doc["reduce_zero_label"], bool, "reduce_zero_label"),
+        colors=tuple(colors),
+        unknown_colors=_of_type(reading.get("unknown_colors", "error"), str, "unknown_colors"),
     )
-    source = doc["source"]
-    names = [c.get("name") for c in classes]
+    source = _of_type(doc["source"], dict, "source")
+    files = _count(source["files"], "source files")
+    if counts.files + len(counts.errors) != files:
+        raise ValueError(
+            f"{files} files were listed but {counts.files} counted and {len(counts.errors)} failed"
+        )
+    optional = {str: "a string", int: "an integer"}
+    for key, kind in (("regions", str), ("npz_key", str), ("max_pixels", int)):
+        value = reading.get(key)
+        if value is not None and (type(value) is not kind):
+            raise ValueError(f"reading {key} is {value!r}, not {optional[kind]}")
     return ScanResult(
         counts,
         spec,
         Source(
-            tuple(str(p) for p in source["paths"]),
-            int(source["files"]),
-            str(source["fingerprint"]),
+            tuple(_of_type(p, str, "a source path") for p in _list(source["paths"], "paths")),
+            files,
+            _of_type(source["fingerprint"], str, "the fingerprint"),  # type: ignore[arg-type]
             _shard(source.get("shard")),
         ),
         names=None if all(n is None for n in names) else tuple(names),
+        reading=Reading(reading.get("regions"), reading.get("npz_key"), reading.get("max_pixels")),
     )
 
 
@@ -270,11 +398,21 @@ def settings_differ(first: ScanResult, other: ScanResult, where: str) -> str | N
         ("map", list(first.spec.mapping), list(other.spec.mapping)),
         ("reduce_zero_label", first.spec.reduce_zero_label, other.spec.reduce_zero_label),
         ("colors", list(first.spec.colors), list(other.spec.colors)),
+        ("unknown_colors", first.spec.unknown_colors, other.spec.unknown_colors),
         ("class names", first.names, other.names),
+        # The region folder's path differs from one machine to another; whether there is one
+        # does not.
+        ("--roi", _used(first.reading.regions), _used(other.reading.regions)),
+        ("npz_key", first.reading.npz_key, other.reading.npz_key),
+        ("max_pixels", first.reading.max_pixels, other.reading.max_pixels),
     ):
         if mine != theirs:
             return f"{setting} is {theirs} here but {mine} in {where}"
     return None
+
+
+def _used(regions: str | None) -> str:
+    return "off" if regions is None else "used"
 
 
 def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) -> ScanResult:
@@ -290,7 +428,18 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
         differ = settings_differ(first, result, first_path)
         if differ:
             raise ReportError(path, f"{differ}; scan every shard with the same settings")
-    missing = missing_shards(results)
+    missing = missing_shards(results)  # first: a repeated shard is said as such
+    seen: dict[str, str] = {}
+    for path, result in results:
+        # Two shards of one split are disjoint by construction, even when both are empty.
+        if result.source.shard is not None and result.source.files == 0:
+            continue
+        twin = seen.get(result.source.fingerprint)
+        if twin is not None:
+            raise ReportError(
+                path, f"counts the same files as {twin} (the same fingerprint): merge each once"
+            )
+        seen[result.source.fingerprint] = path
     if missing and complete:
         raise InputError(missing)
     total = sum((r.counts for _, r in rest), first.counts)
@@ -300,6 +449,7 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
         Source.merged([r.source for _, r in results]),
         names=first.names,
         warnings=(missing,) if missing else (),
+        reading=first.reading,
     )
 
 

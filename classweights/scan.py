@@ -26,10 +26,10 @@ from itertools import chain, islice
 from typing import TYPE_CHECKING
 
 from . import sources
-from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
+from .counting import ClassCounts, LabelSpec, convention_error, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
-    LOSSY_SUFFIXES,
+    MAX_PIXELS,
     Histogram,
     MaskFile,
     ReadOptions,
@@ -106,7 +106,7 @@ class Source:
 def _sha256(lines: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for line in lines:
-        digest.update(line.encode())
+        digest.update(line.encode("utf-8", "surrogateescape"))  # names that are not UTF-8
     return "sha256:" + digest.hexdigest()
 
 
@@ -123,7 +123,7 @@ class Fingerprint:
         if self._last is not None and mask.name < self._last:
             raise ValueError(f"masks must come in ascending name order: {mask.name!r} came late")
         self._last = mask.name
-        self._digest.update(f"{mask.name}\t{mask.size}\n".encode())
+        self._digest.update(f"{mask.name}\t{mask.size}\n".encode("utf-8", "surrogateescape"))
         self.files += 1
 
     @property
@@ -152,6 +152,23 @@ def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
     return index, count
 
 
+@dataclass(frozen=True)
+class Reading:
+    """The reading settings beyond the `LabelSpec` that change what is counted, kept in the
+    report so that `report.merge` and ``check --baseline`` refuse counts made another way:
+    the region folder (``--roi``), the ``.npz`` array, and ``--max-pixels`` when not the
+    default (it decides which masks are refused)."""
+
+    regions: str | None = None
+    npz_key: str | None = None
+    max_pixels: int | None = None
+
+    @classmethod
+    def of(cls, regions: str | os.PathLike | None, options: ReadOptions) -> Reading:
+        max_pixels = None if options.max_pixels == MAX_PIXELS else options.max_pixels
+        return cls(None if regions is None else os.fspath(regions), options.npz_key, max_pixels)
+
+
 @dataclass
 class ScanResult:
     """Everything a weight method or a report needs: the counts and how they were made.
@@ -164,6 +181,7 @@ class ScanResult:
     source: Source
     names: tuple[str | None, ...] | None = None
     warnings: tuple[str, ...] = ()
+    reading: Reading = Reading()
 
 
 def scan(
@@ -245,10 +263,13 @@ def scan(
     problem = unexpected_summary(counts, spec)
     if problem and strict:
         raise InputError(problem)
-    warnings.append(sparse_label_hint(counts, spec))
-    if listing.lossy:
+    convention = convention_error(counts, spec)  # K inferred from ids that are no classes
+    if convention and strict:
+        raise convention
+    warnings.append(convention.command_line() if convention else None)
+    if counts.lossy:  # known by content: a JPEG named .png too
         warnings.append(
-            f"{listing.lossy} of {listing.fingerprint.files} masks are JPEG: lossy compression "
+            f"{counts.lossy} of {listing.fingerprint.files} masks are JPEG: lossy compression "
             "changes class ids along every edge; store masks as PNG"
         )
     source = Source(
@@ -260,6 +281,7 @@ def scan(
         source,
         names=tuple(names) if names is not None else None,
         warnings=tuple(w for w in warnings if w),
+        reading=Reading.of(regions, options),
     )
 
 
@@ -289,14 +311,11 @@ class _Listing:
     def __init__(self, masks: Iterator[MaskFile]) -> None:
         self._masks = masks
         self.fingerprint = Fingerprint()
-        self.lossy = 0
 
     def __iter__(self) -> Iterator[MaskFile]:
         add = self.fingerprint.add
         for mask in self._masks:
             add(mask)
-            if mask.name.lower().endswith(LOSSY_SUFFIXES):
-                self.lossy += 1
             yield mask
 
 

@@ -27,10 +27,11 @@ from contextlib import contextmanager
 from fnmatch import fnmatch
 from operator import itemgetter
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from .errors import ClassWeightsError, InputError, MaskError
-from .masks import MASK_SUFFIXES, MaskFile, ReadOptions
+from .masks import MASK_SUFFIXES, MaskFile, ReadOptions, read_file
 
 #: The archives read as folders, and the compression fsspec reads each through.
 ARCHIVES = {".tar": ("tar", None), ".tar.gz": ("tar", "gzip"), ".tgz": ("tar", "gzip"),
@@ -170,7 +171,7 @@ def _expand(
         return _contents(arg, pattern, options, column)
     if os.path.isdir(arg):
         return walk(arg, pattern)
-    if os.path.isfile(arg):
+    if os.path.lexists(arg):  # a file; a FIFO or a device, refused; a dangling link
         return iter([_local_file(arg, Path(arg).name)])
     if glob.has_magic(arg):
         return _local_glob(arg, pattern, options, column)
@@ -191,7 +192,9 @@ def _local_glob(
         elif os.path.isdir(match):
             streams.append(walk(match, pattern))
         elif not Path(match).name.startswith("."):
-            files.append(_local_file(match, Path(os.path.relpath(match, fixed)).as_posix()))
+            mask = _local_file(match, Path(os.path.relpath(match, fixed)).as_posix())
+            if mask is not None:
+                files.append(mask)
     files.sort(key=itemgetter(1))
     return heapq.merge(iter(files), *streams, key=itemgetter(1))
 
@@ -203,12 +206,21 @@ def _until_magic(parts: tuple[str, ...]) -> Iterable[str]:
         yield part
 
 
-def _local_file(path: str, name: str) -> MaskFile:
+def _local_file(
+    path: str, name: str, in_folder: bool = False, status: Callable[[], os.stat_result] | None = None
+) -> MaskFile | None:
+    """Return the mask at a local ``path``; None for a FIFO, device or socket found in a
+    folder, which is passed over (reading one may never end), and `MaskError` for one named
+    directly. A dangling link is listed: reading it fails and says why."""
     try:
-        stat = os.stat(path)
-    except OSError as error:  # a dangling link, a link loop
-        raise MaskError(path, f"cannot read mask: {error.strerror}") from None
-    return MaskFile(path, name, stat.st_size, version=str(stat.st_mtime_ns))
+        found = status() if status else os.stat(path)
+    except OSError:  # a dangling link, a link loop
+        return MaskFile(path, name, 0)
+    if not S_ISREG(found.st_mode):
+        if in_folder:
+            return None
+        raise MaskError(path, "is not a regular file")
+    return MaskFile(path, name, found.st_size, version=str(found.st_mtime_ns))
 
 
 def _wanted(pattern: str | None) -> Callable[[str, str], bool]:
@@ -224,36 +236,43 @@ def walk(root: str, pattern: str | None = None) -> Iterator[MaskFile]:
     """Yield the masks in a local folder, recursively, in order of relative name.
 
     Each folder's entries are sorted with a folder's name taken as ``name/``: a depth-first
-    walk in that order gives the relative names in str order, one folder held at a time.
+    walk in that order gives the relative names in str order, one folder held at a time. The
+    folders being walked are a stack, not a recursion, so a thousand nested folders walk too.
     """
     wanted = _wanted(pattern)
     visited: set[tuple[int, int]] = set()  # folders, not files: small
 
-    def folder(path: str, prefix: str) -> Iterator[MaskFile]:
+    def entries(path: str) -> Iterator[tuple[str, os.DirEntry]]:
         try:
-            stat = os.stat(path)
-            if (stat.st_dev, stat.st_ino) in visited:  # a link back up the tree
-                return
-            visited.add((stat.st_dev, stat.st_ino))
+            found = os.stat(path)
+            if (found.st_dev, found.st_ino) in visited:  # a link back up the tree
+                return iter(())
+            visited.add((found.st_dev, found.st_ino))
             with os.scandir(path) as scan:
-                entries = sorted(
-                    (entry.name + "/" if _is_dir(entry) else entry.name, entry)
-                    for entry in scan
-                    if not entry.name.startswith(".")
+                return iter(
+                    sorted(
+                        (entry.name + "/" if _is_dir(entry) else entry.name, entry)
+                        for entry in scan
+                        if not entry.name.startswith(".")
+                    )
                 )
-        except OSError as error:
+        except OSError as error:  # unreadable, a path too long, gone since it was listed
             raise InputError(f"{error.filename}: cannot read folder: {error.strerror}") from None
-        for key, entry in entries:
-            if key[-1] == "/":
-                yield from folder(entry.path, prefix + key)
-            elif wanted(key, prefix + key):
-                try:
-                    stat = entry.stat()
-                except OSError as error:  # a dangling link, a link loop
-                    raise MaskError(entry.path, f"cannot read mask: {error.strerror}") from None
-                yield MaskFile(entry.path, prefix + key, stat.st_size, None, str(stat.st_mtime_ns))
 
-    return folder(root, "")
+    stack = [("", entries(root))]
+    while stack:
+        prefix, folder = stack[-1]
+        item = next(folder, None)
+        if item is None:
+            stack.pop()
+            continue
+        key, entry = item
+        if key[-1] == "/":
+            stack.append((prefix + key, entries(entry.path)))
+        elif wanted(key, prefix + key):
+            mask = _local_file(entry.path, prefix + key, in_folder=True, status=entry.stat)
+            if mask is not None:
+                yield mask
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -472,8 +491,7 @@ def read_bytes(mask: MaskFile | str, options: ReadOptions = ReadOptions()) -> by
     """
     path = mask if isinstance(mask, str) else mask.path
     if is_local(path):
-        with open(path, "rb", buffering=0) as file:  # read whole at once: a buffer only costs
-            return file.read()
+        return read_file(path)  # regular files only; whole at once: a buffer only costs
     try:
         return _read_stored(path, dict(options.storage_options), options.column)
     except ClassWeightsError:

@@ -23,7 +23,8 @@ def test_scan_prints_one_json_document_and_a_table_on_stderr(tiny):
     doc = json.loads(result.stdout)
     assert list(doc) == [
         "classweights", "method", "normalize", "missing", "params", "clip", "num_classes",
-        "ignore_index", "map", "reduce_zero_label", "colors", "weights", "pos_weight", "classes",
+        "ignore_index", "map", "reduce_zero_label", "colors", "reading", "weights", "pos_weight",
+        "classes",
         "totals", "absent", "errors", "source",
     ]  # fmt: skip
     assert doc["classweights"] == __version__
@@ -43,16 +44,18 @@ def test_scan_prints_one_json_document_and_a_table_on_stderr(tiny):
     assert "{" not in result.stderr
 
 
-def test_void_label_without_ignore_index_warns(tiny):
+def test_void_label_without_ignore_index_is_refused(tiny):
+    # Issue 9, item 6: a hint that scrolls away is not enough; the document is not written.
     result = run("scan", tiny)
-    doc = json.loads(result.stdout)
+    assert result.exit_code == 3 and result.stdout == ""
+    assert "look like classes and a void value, not classes 0..255" in result.stderr
+    assert "pass --ignore-index 255, or --map 255:DST, or --num-classes 256" in result.stderr
+    doc = run_json("scan", tiny, "--num-classes", 256, "-q")  # kept, as asked
     assert doc["num_classes"] == 256
-    assert "did you mean --ignore-index 255?" in result.stderr
-    assert "classes with no pixels: 3-254" in result.stderr
 
 
 def test_quiet_leaves_stderr_empty(tiny):
-    result = run("scan", tiny, "-q")
+    result = run("scan", tiny, "-q", "--ignore-index", 255)
     assert result.exit_code == 0 and result.stderr == ""
 
 

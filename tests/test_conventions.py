@@ -127,8 +127,10 @@ def test_presets_command_lists_every_preset():
     result = run("presets")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["cityscapes", "voc", "ade20k", "camvid"]
+    names = ["cityscapes", "cityscapes-trainids", "voc", "ade20k", "camvid"]
+    assert [line.split(":")[0] for line in lines] == names
     assert "19 classes; ignore 255; maps 34 raw values; glob *_labelIds.png" in lines[0]
+    assert "(19 classes; ignore 255; glob *_labelTrainIds.png)" in lines[1]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from classweights import ClassCounts, LabelSpec, MaskError
-from classweights.counting import Unexpected, sparse_label_hint, unexpected_summary
+from classweights.counting import Unexpected, convention_error, unexpected_summary
 from classweights.masks import Histogram
 
 
@@ -136,15 +136,24 @@ def test_spec_is_canonical():
 @pytest.mark.parametrize(
     ("labels", "expected"),
     [
-        ([0, 1, 2, 255], "did you mean --ignore-index 255?"),
-        ([0, 255], "did you mean --ignore-index 255, or --map 255:1 for a binary mask?"),
-        ([0, 1, 65535], "--ignore-index 65535"),
-        ([0, 2, 15], None),  # sparse, but no void value: nothing to suggest
-        ([0, 1, 2], None),
+        ([0, 1, 2, 255], "like classes and a void value, not classes 0..255: 4 of 256 ids"),
+        ([0, 255], "pass --ignore-index 255, or --map 255:1, or --num-classes 256 to keep them"),
+        ([0, 128, 255], "--map 128:1 --map 255:2"),
+        ([0, 127, 254], "look sparse, not classes 0..254"),
+        ([0, 1000, 2000], "--ignore-index 2000, or --map 1000:1 --map 2000:2, or --num-classes"),
+        ([0, 1, 65535], "--ignore-index 65535, or --map 65535:DST, or --num-classes 65536"),
+        ([0, 2, 15, 255], "--ignore-index 255, or --map 255:DST, or --num-classes 256"),  # VOC
+        ([*range(21), 255], "22 of 256 ids occur (0, 1, 2, 3, 4, 5, ...)"),
+        (list(range(256)), "256 of the 256 values 0..255 occur: these look like photographs"),
+        ([0, 2, 15], None),  # sparse, but small: a few classes of a small sample
+        (list(range(12)), None),  # CamVid's void 11 is dense: cannot be told from a class
+        (list(range(34)), None),
     ],
 )
-def test_sparse_label_hint(labels, expected):
+def test_convention_error(labels, expected):
     counts = counts_of([(labels, [1] * len(labels))])
-    hint = sparse_label_hint(counts, LabelSpec())
-    assert (hint is None) if expected is None else (expected in hint)
-    assert sparse_label_hint(counts, LabelSpec(num_classes=70000)) is None
+    error = convention_error(counts, LabelSpec())
+    assert (error is None) if expected is None else (expected in error.command_line())
+    assert convention_error(counts, LabelSpec(num_classes=70000)) is None
+    if error is not None:  # the library names parameters, not flags
+        assert "num_classes=" in str(error) and "--" not in str(error)

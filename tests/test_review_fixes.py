@@ -93,7 +93,7 @@ def test_unreadable_region_mask_is_named(tmp_path):
 
 def test_baseline_of_other_settings_is_exit_3(tmp_path):
     save_mask(tmp_path / "m" / "b.png", MASK_B, "P")
-    run("scan", tmp_path / "m", "-o", tmp_path / "base.json")  # 255 counted as a class
+    run("scan", tmp_path / "m", "--num-classes", 256, "-o", tmp_path / "base.json")  # 255 a class
     result = run(
         "check", tmp_path / "m", "--ignore-index", "255", "--num-classes", "256",
         "--baseline", tmp_path / "base.json", "--max-drift", "0.1",
