@@ -110,7 +110,7 @@ def _require_classes(result: ScanResult, rules: Rules, masks) -> list[Violation]
     if not rules.require_classes:
         return []
     if list(rules.require_classes) == ["all"]:
-        wanted = range(result.counts.num_classes)
+        wanted = list(range(result.counts.num_classes))
     else:
         wanted = [_class_id(result, c) for c in rules.require_classes]
     missing = [c for c in wanted if result.counts.pixels[c] == 0]
@@ -168,7 +168,7 @@ def _max_drift(result: ScanResult, rules: Rules, masks) -> list[Violation]:
         violations.append(
             Violation(
                 "max-drift",
-                f"{_label(result, c)} moved from {before[c]:.4%} to {now[c]:.4%} of the pixels, "
+                f"{_label(result, int(c))} moved from {before[c]:.4%} to {now[c]:.4%} of the pixels, "
                 f"more than {rules.max_drift:.4%}",
             )
         )
@@ -197,13 +197,13 @@ def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list
                 (labels[key].path, f"{shape_text(label_size)}, its image {shape_text(image_size)}")
             )
     violations = []
-    for found, message in (
+    for lonely, message in (
         (lonely_masks, "masks have no image"),
         (lonely_images, "images have no mask"),
     ):
-        if found:
-            examples = tuple((path, "alone") for path in found[:MAX_EXAMPLES])
-            violations.append(Violation("images", f"{len(found):,} {message}", examples))
+        if lonely:
+            examples = tuple((path, "alone") for path in lonely[:MAX_EXAMPLES])
+            violations.append(Violation("images", f"{len(lonely):,} {message}", examples))
     if resized:
         message = f"{len(resized):,} masks differ in size from their image"
         violations.append(Violation("images", message, tuple(resized[:MAX_EXAMPLES])))

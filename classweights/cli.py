@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .checks import CHECK_FORMATS, Rules, check
 from .counting import LabelSpec
 from .errors import ClassWeightsError
@@ -33,12 +34,42 @@ if TYPE_CHECKING:
     from .display import Display
 
 
+#: The flag of each library parameter that messages name, where it is not the parameter's
+#: name with dashes; `_flags` rewrites the library's words into the command line's.
+_FLAG_NAMES = {"mapping": "--map"}
+
+#: Parameters whose name is a word of its own ("missing", "colors") are rewritten only in
+#: ``name=value`` form; the others also bare (``num_classes``).
+_PARAMETERS = ("ignore_index", "num_classes", "mapping", "unknown_colors", "colors", "missing",
+               "max_pixels", "npz_key", "workers")  # fmt: skip
+
+_PARAMETER = re.compile(
+    r"(?<!['\"])\b(" + "|".join(_PARAMETERS) + r")(?:=(\{(\w+): (\w+)\}|'[^']*'|[\w.]+)|\b(?!=))"
+)
+
+
+def _flags(message: str) -> str:
+    """Return a library message with its parameters named as flags: ``ignore_index=255``
+    becomes ``--ignore-index 255``, ``mapping={255: DST}`` becomes ``--map 255:DST``."""
+
+    def flag(match: re.Match) -> str:
+        name, value, source, target = match.groups()
+        option = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        if value is None:
+            return option if "_" in name else name  # "missing" alone is a word
+        if source is not None:
+            value = f"{source}:{target}"
+        return f"{option} {value.strip(chr(39))}"
+
+    return _PARAMETER.sub(flag, message)
+
+
 class _Failure(click.ClickException):
     """A library error on its way out: one line on stderr and the error's own exit code."""
 
     def __init__(self, error: ClassWeightsError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
+        super().__init__(_flags(str(error)))
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click's is a class default
 
 
 class _Group(click.Group):
@@ -274,7 +305,7 @@ def _scan(paths: tuple[str, ...], reading: _Reading, display, **how: bool) -> Sc
         names = tuple(reading.colour_names.get(c) for c in range(result.counts.num_classes))
         result = replace(result, names=names)
     for warning in result.warnings:
-        display.warn(warning)
+        display.warn(_flags(warning))
     return result
 
 
@@ -389,6 +420,8 @@ def scan_command(paths, skip_errors, **options) -> None:
     reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
     display = _display(options["quiet"])
     result = _scan(paths, reading, display, skip_errors=skip_errors)
+    # The document of a command-line run names flags too.
+    result.counts.errors[:] = [(path, _flags(error)) for path, error in result.counts.errors]
     for path, error in result.counts.errors:
         display.warn(f"skipped {path}: {error}")
     _emit(result, display, **options)
@@ -398,7 +431,7 @@ def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None)
     """Parse ``0-18,255`` into (0, 1, ..., 18, 255)."""
     if value is None:
         return None
-    values = []
+    values: list[int] = []
     for part in value.split(","):
         low, dash, high = part.strip().partition("-")
         try:
@@ -522,7 +555,7 @@ def check_command(
     )
     masks = find_masks(paths, reading.pattern) if images else ()
     violations = check(result, rules, masks)
-    _write(CHECK_FORMATS[fmt](result, violations), output)
+    _write(_flags(CHECK_FORMATS[fmt](result, violations)), output)
     if violations:
         raise click.exceptions.Exit(1)
 

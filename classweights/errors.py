@@ -43,3 +43,12 @@ class LabelFileError(FileError):
 
 class WeightError(ClassWeightsError):
     """Weights cannot be derived as asked (for instance ``--missing error`` with absent classes)."""
+
+
+class ClassWeightsWarning(UserWarning):
+    """What the library warns about through `warnings.warn`: data that looks mislabelled (a
+    sparse label set, JPEG masks) or weights filled in for classes with no pixels.
+
+    Filter them as one category: ``warnings.simplefilter("error", ClassWeightsWarning)``.
+    The command line shows the same messages on stderr instead.
+    """

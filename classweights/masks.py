@@ -117,15 +117,15 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
     order; ``pattern`` (a glob on the file name, or on the relative path when it holds a
     ``/``) narrows what counts there, else `MASK_SUFFIXES` do. Hidden files are left out.
     """
-    paths = [os.fspath(p) for p in paths]
+    names = [os.fspath(p) for p in paths]
     found: list[MaskFile] = []
     seen: set[str] = set()
-    for arg in paths:
+    for arg in names:
         for path, name in _expand(arg, pattern):
             # Repeats are the same path given twice (masks/ and masks/a.png), not two paths
             # to one file: git-annex and DVC link identical masks to one stored object. One
             # folder alone cannot repeat a path: no set of every path is kept then.
-            if len(paths) > 1:
+            if len(names) > 1:
                 where = os.path.abspath(path)
                 if where in seen:
                     continue
@@ -137,7 +137,7 @@ def find_masks(paths: Iterable[str | os.PathLike], pattern: str | None = None) -
             found.append(MaskFile(path, name, size))
     if not found:
         narrowed = f" matching {pattern!r}" if pattern else ""
-        raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
+        raise InputError(f"{', '.join(names) or 'no paths'}: no masks found{narrowed}")
     return found
 
 
@@ -298,7 +298,7 @@ def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> It
                 raise MaskError(
                     path,
                     f"is {image.width}x{image.height} = {pixels:,} pixels, more than "
-                    f"--max-pixels {options.max_pixels:,} (a decompression bomb?)",
+                    f"max_pixels={options.max_pixels} (a decompression bomb?)",
                 )
             yield image
     finally:
@@ -361,7 +361,7 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
     if image.mode in COLOUR_MODES:
         # getcolors counts exactly in C; alpha is not part of a class colour.
         colours = image.getcolors(image.width * image.height) or []
-        values = np.array([pack_rgb(*rgb[:3]) for _, rgb in colours], np.int64)
+        values = np.array([pack_rgb(*rgb[:3]) for _, rgb in colours], np.int64)  # type: ignore[index]
         counts = np.array([n for n, _ in colours], np.int64)
         return _sum_histograms([Histogram(values, counts, colour=True)])
     return _array_histogram(_image_array(image, path), path)
@@ -391,7 +391,7 @@ def _image_array(image: Image.Image, path: str) -> np.ndarray:
     raise MaskError(
         path,
         f"mode {image.mode} image is not a mask: class ids must be one value per pixel "
-        "(mode P, L, 1, I;16 or I), or colours (RGB, with --colors)",
+        "(mode P, L, 1, I;16 or I), or colours (RGB, with colors=FILE)",
     )
 
 
@@ -412,7 +412,7 @@ def _read_npz(path: str, npz_key: str | None) -> np.ndarray:
         if npz_key not in keys:
             wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
             raise MaskError(
-                path, f"holds {wanted}; choose one of {', '.join(sorted(keys))} with --npz-key"
+                path, f"holds {wanted}; choose one of {', '.join(sorted(keys))} with npz_key"
             )
         return archive[npz_key]
 
@@ -424,7 +424,7 @@ def _read_nifti(path: str, npz_key: str | None) -> np.ndarray:
         raise MaskError(
             path, "reading NIfTI volumes needs nibabel: pip install 'classweights[nifti]'"
         ) from None
-    return np.asanyarray(nibabel.load(path).dataobj)
+    return np.asanyarray(nibabel.load(path).dataobj)  # type: ignore[attr-defined]
 
 
 _ARRAY_READERS: dict[str, Callable[[str, str | None], np.ndarray]] = {

@@ -214,3 +214,14 @@ PRESETS: dict[str, Preset] = {
         ignore_index=(11,),
     ),
 }
+
+
+def find_preset(name: str) -> Preset:
+    """Return the preset called ``name``, in any case (``"CamVid"`` is ``"camvid"``).
+
+    Raises `ValueError` naming the choices when there is none.
+    """
+    preset = PRESETS.get(name.lower())
+    if preset is None:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return preset

@@ -13,10 +13,11 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .counting import ClassCounts, LabelSpec
 from .errors import InputError, ReportError
 from .labelmaps import parse_color, parse_data
@@ -39,7 +40,6 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
     names = result.names or [None] * counts.num_classes
     weights_out = [rounded(w) for w in weights.weights]
     freq = [rounded(f) for f in frequency(counts)]
-    pos_weight = weights.pos_weight
     # Python ints from whole arrays: one numpy scalar per class and field costs more.
     columns = (counts.pixels.tolist(), counts.images.tolist(), counts.image_pixels.tolist())
     return {
@@ -55,11 +55,7 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "reduce_zero_label": result.spec.reduce_zero_label,
         "colors": [[colour_hex(colour), class_id] for colour, class_id in result.spec.colors],
         "weights": weights_out,
-        "pos_weight": (
-            [rounded(w) for w in pos_weight]
-            if isinstance(pos_weight, list)
-            else rounded(pos_weight)
-        ),
+        "pos_weight": [rounded(w) for w in weights.pos_weight],
         "classes": [
             {
                 "id": c,
@@ -197,7 +193,7 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
-def _from_document(doc: dict) -> ScanResult:
+def _from_document(doc: Any) -> ScanResult:
     classes = doc["classes"]
     num_classes = int(doc["num_classes"])
     if [c["id"] for c in classes] != list(range(num_classes)):

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
@@ -59,7 +59,7 @@ class Source:
     def of(cls, paths: Iterable[str | os.PathLike], masks: Sequence[MaskFile]) -> Source:
         names = sorted(range(len(masks)), key=lambda i: masks[i].name)
         lines = (f"{masks[i].name}\t{masks[i].size}\n" for i in names)
-        return cls(tuple(map(os.fspath, paths)), len(masks), _sha256(lines))
+        return cls(tuple(os.fspath(p) for p in paths), len(masks), _sha256(lines))
 
     @classmethod
     def merged(cls, sources: Sequence[Source]) -> Source:
@@ -93,7 +93,7 @@ class ScanResult:
 
 
 def scan(
-    paths: Iterable[str | os.PathLike],
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
     spec: LabelSpec | None = None,
     *,
     pattern: str | None = None,
@@ -113,7 +113,8 @@ def scan(
     range, a colour missing from the colour map) raises `InputError` naming example files,
     or without ``strict`` is left in ``counts.unexpected``.
     """
-    paths = list(paths)
+    # One path is one path: a str is not iterated letter by letter.
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     spec = spec or LabelSpec()
     if names is not None:
         if spec.num_classes is None:
@@ -231,7 +232,7 @@ class Workers:
     def __init__(self, count: int | None = None) -> None:
         self.count = count or available_cores()
         self._children: list[_Child] = []
-        self._pool = None
+        self._pool: Any = None
 
     def __enter__(self) -> Workers:
         try:
@@ -310,6 +311,9 @@ class _Child:
     """A forked worker: it reads (function, task) pairs from one pipe and writes (ok, result
     or error) to the other, until it is ended."""
 
+    tasks: IO[bytes]
+    results: IO[bytes]
+
     def __init__(self, siblings: list[_Child]) -> None:
         task_out, task_in = os.pipe()
         result_out, result_in = os.pipe()
@@ -359,7 +363,7 @@ class _Child:
         self.pid = 0
         return ClassWeightsError(
             f"a worker process ended unexpectedly ({_ending(status)}); "
-            "run with --workers 1 to see which mask it was reading"
+            "run with workers=1 to see which mask it was reading"
         )
 
     def end(self) -> None:

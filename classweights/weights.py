@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .counting import ClassCounts
 from .errors import InputError, WeightError
@@ -158,7 +160,7 @@ NORMALIZATIONS: dict[str, Callable[[np.ndarray, np.ndarray], float] | None] = {
 
 def _absent_error(present_weights: np.ndarray, absent: list[int]) -> float:
     raise WeightError(
-        f"classes {absent} have no pixels (--missing error); check the masks or --num-classes"
+        f"classes {absent} have no pixels (missing='error'); check the masks or num_classes"
     )
 
 
@@ -173,7 +175,30 @@ MISSING: dict[str, Callable[[np.ndarray, list[int]], float]] = {
 
 @dataclass(frozen=True)
 class Weights:
-    """Derived class weights and how they were derived."""
+    """Derived class weights and how they were derived.
+
+    Attributes
+    ----------
+    method, normalize, missing : str
+        The method, normalisation and absent-class policy used (aliases resolved).
+    params : dict
+        The parameters the method used, e.g. ``{"beta": 0.99999}``.
+    clip : tuple of (float or None, float or None)
+        The bounds applied last.
+    weights : numpy.ndarray
+        float64, shape ``(num_classes,)``: the weight of class id ``c`` at index ``c``.
+    pos_weight : list of float
+        Negatives / positives for ``BCEWithLogitsLoss``: one entry for two classes, one per
+        class otherwise (`pos_weight`).
+    absent : list of int
+        Class ids with no pixels, whose weight the ``missing`` policy set.
+
+    Examples
+    --------
+    ``Weights`` converts to what a training script takes: ``weights.tolist()``,
+    ``numpy.asarray(weights)`` (or ``weights.numpy()``), and ``weights.tensor()`` when PyTorch
+    is installed.
+    """
 
     method: str
     normalize: str
@@ -181,8 +206,32 @@ class Weights:
     params: dict
     clip: tuple[float | None, float | None]
     weights: np.ndarray
-    pos_weight: float | list[float]
+    pos_weight: list[float]
     absent: list[int]
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def tolist(self) -> list[float]:
+        """Return the weights as a list of Python floats, class id 0 first."""
+        return [float(w) for w in self.weights]
+
+    def numpy(self) -> np.ndarray:
+        """Return a float64 copy of the weights, shape ``(num_classes,)``."""
+        return self.weights.copy()
+
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
+        # numpy >= 2 passes copy=; the weights are frozen with the object, so hand out a copy.
+        return np.array(self.weights, dtype=dtype)
+
+    def tensor(self, dtype: Any = None, device: Any = None) -> Any:
+        """Return the weights as a 1-D ``torch.Tensor`` (float32 unless ``dtype`` says).
+
+        PyTorch is not a dependency: this imports it, and raises `ImportError` without it.
+        For the exact argument each loss takes (``pos_weight`` shapes, ``ignore_index``), see
+        `targets.TARGETS`.
+        """
+        return as_tensor(self.tolist(), dtype=dtype, device=device)
 
 
 def compute_weights(
@@ -241,12 +290,14 @@ def compute_weights(
     )
 
 
-def pos_weight(counts: ClassCounts, missing: str = "zero") -> float | list[float]:
-    """Return negatives / positives: n_0 / n_1 for two classes, else (N - n_c) / n_c per class.
+def pos_weight(counts: ClassCounts, missing: str = "zero") -> list[float]:
+    """Return negatives / positives: ``[n_0 / n_1]`` for two classes, else (N - n_c) / n_c per
+    class.
 
-    This is what PyTorch's ``BCEWithLogitsLoss(pos_weight=...)`` takes: a scalar for a binary
-    mask, one entry per class (one-vs-rest) for a multi-label head. A class with no pixels
-    is filled by the ``missing`` policy, as the weights are.
+    What PyTorch's ``BCEWithLogitsLoss(pos_weight=...)`` takes: one entry for a binary mask
+    (one logit), one per class (one-vs-rest) for a multi-label head. Always a list, so its
+    type does not depend on the class count. A class with no pixels is filled by the
+    ``missing`` policy, as the weights are.
     """
     n = counts.pixels.astype(np.float64)
     if counts.num_classes == 2:
@@ -259,5 +310,16 @@ def pos_weight(counts: ClassCounts, missing: str = "zero") -> float | list[float
     absent = np.flatnonzero(~present).tolist()
     if absent:
         ratio[~present] = MISSING[missing](ratio[present], absent)
-    values = [float(r) for r in ratio]
-    return values[0] if counts.num_classes == 2 else values
+    return [float(r) for r in ratio]
+
+
+def as_tensor(values: Any, dtype: Any = None, device: Any = None) -> Any:
+    """Return ``values`` as a ``torch.Tensor`` (float32 by default), importing PyTorch here.
+
+    Raises `ImportError` saying so when PyTorch is not installed: it is never a dependency.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("tensor() needs PyTorch, which is not installed") from None
+    return torch.tensor(values, dtype=dtype or torch.float32, device=device)

@@ -187,11 +187,11 @@ def test_clip_bounds_the_output_but_keeps_zero_filled_classes_zero():
 
 
 def test_pos_weight_binary_and_one_vs_rest():
-    assert pos_weight(make_counts([30, 10])) == 3.0  # negatives / positives
+    assert pos_weight(make_counts([30, 10])) == [3.0]  # negatives / positives, one logit
     assert pos_weight(TINY) == pytest.approx([10 / 20, 22 / 8, 28 / 2], rel=1e-15)
     assert pos_weight(TINY_ABSENT) == pytest.approx([0.5, 2.75, 14.0, 0.0], rel=1e-15)
     assert pos_weight(TINY_ABSENT, "one")[3] == 1.0
-    assert pos_weight(make_counts([30, 0]), "max") == 1.0  # nothing to take a max of
+    assert pos_weight(make_counts([30, 0]), "max") == [1.0]  # nothing to take a max of
 
 
 def test_nothing_counted_is_an_input_error():

@@ -53,7 +53,7 @@ def test_a_worker_that_dies_is_one_error_and_the_others_are_ended():
         with pytest.raises(
             ClassWeightsError,
             match=r"worker process ended unexpectedly "
-            r"\(killed by SIGKILL, out of memory\?\); run with --workers 1",
+            r"\(killed by SIGKILL, out of memory\?\); run with workers=1",
         ):
             list(workers.map(die, range(4), 2))
     for pid in pids:  # all reaped: none is left running or a zombie
