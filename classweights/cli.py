@@ -28,6 +28,7 @@ from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
 from .report import DIGITS, FORMATS, document, load, merge, write_atomic
 from .scan import ScanResult, scan
+from .targets import TARGETS, shape_for
 from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
 
 if TYPE_CHECKING:
@@ -370,6 +371,12 @@ output_options = _options(
         help="Document format; list is the bare weight list.",
     ),
     click.option(
+        "--for",
+        "target",
+        type=click.Choice(list(TARGETS)),
+        help="Write only what one consumer takes, in its shape (json or yaml), e.g. torch-ce.",
+    ),
+    click.option(
         "--digits",
         type=click.IntRange(1, 17),
         default=DIGITS,
@@ -624,11 +631,15 @@ def _emit(
     enet_c: float,
     beta: float | None,
     fmt: str,
+    target: str | None,
     digits: int,
     output: str | None,
     quiet: bool,
 ) -> None:
-    """Derive the weights, show the table and warnings, and write the document."""
+    """Derive the weights, show the table and warnings, and write the document (or, with
+    ``target``, what that consumer takes)."""
+    if target and fmt not in ("json", "yaml"):
+        raise click.UsageError(f"--for {target} writes json or yaml, not --format {fmt}")
     weights = compute_weights(
         result.counts,
         method,
@@ -638,13 +649,24 @@ def _emit(
         params=Params(enet_c=enet_c, beta=beta),
     )
     doc = document(result, weights, digits=digits)
+    out: dict = doc
+    notes: list[str] = []
+    if target:
+        import numpy as np  # here: --help and --version do not pay for numpy
+
+        # The weights as the report rounds them (--digits), so both documents agree.
+        rounded = replace(weights, weights=np.array(doc["weights"]), pos_weight=doc["pos_weight"])
+        out, notes = shape_for(target, result, rounded)
+    _write(FORMATS[fmt](out), output)
+    # After the document, so that in a terminal the table and warnings do not scroll away.
     display.summary(doc)
     if weights.absent and missing != "error":
         display.warn(
             f"classes with no pixels: {_id_ranges(weights.absent)}; "
             f"their weight is {missing} (--missing {missing})"
         )
-    _write(FORMATS[fmt](doc), output)
+    for note in notes:
+        display.warn(_flags(note))
 
 
 def _write(text: str, output: str | None) -> None:

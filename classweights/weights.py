@@ -90,12 +90,14 @@ def sqrt(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.n
 
 
 def effective(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
-    """Return w_c = (1 - beta) / (1 - beta^n_c), the inverse effective number of samples.
+    """Return w_c proportional to (1 - beta) / (1 - beta^n_c), scaled so that they sum to K.
 
-    Cui et al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019. The
-    paper's betas (0.9 to 0.9999) make every class of a pixel count (millions) weigh the same;
-    the default beta = 1 - 1/N keeps the method between uniform and inverse frequency:
-    w_c is about 1 / (N (1 - exp(-p_c))).
+    The inverse effective number of samples of Cui et al., "Class-Balanced Loss Based on
+    Effective Number of Samples", CVPR 2019, normalised as the paper does (section 4: the
+    weights of the K classes present sum to K), so that they are near 1 and not near 1/N.
+    The paper's betas (0.9 to 0.9999) make every class of a pixel count (millions) weigh the
+    same; the default beta = 1 - 1/N keeps the method between uniform and inverse frequency:
+    w_c is about proportional to 1 / (1 - exp(-p_c)).
     """
     beta = 1.0 - 1.0 / counts.counted if params.beta is None else params.beta
     if not 0 <= beta < 1:
@@ -104,7 +106,8 @@ def effective(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple
     # (Absent classes give 0/0 here, which the missing policy then replaces.)
     with np.errstate(divide="ignore", invalid="ignore"):
         effective_number = -np.expm1(counts.pixels * np.log1p(beta - 1.0))
-        return (1.0 - beta) / effective_number, {"beta": beta}
+        weights = (1.0 - beta) / effective_number
+    return weights * (np.count_nonzero(present) / weights[present].sum()), {"beta": beta}
 
 
 def uniform(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
