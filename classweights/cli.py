@@ -8,6 +8,7 @@ Library errors become one line and their exit code: 2 usage, 3 input (DESIGN.md)
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import os
 import re
@@ -15,24 +16,81 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._version import __version__
-from .checks import CHECK_FORMATS, Rules, check
-from .counting import LabelSpec
 from .errors import ClassWeightsError
-from .labelmaps import ColorMap, load_colors, load_map, load_names
-from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
-from .report import DIGITS, FORMATS, document, load, merge, write_atomic
-from .scan import ScanResult, scan
-from .targets import TARGETS, shape_for
-from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
+
+
+class _Deferred:
+    """A name of a module that is imported when the name is first called or read: the
+    commands import numpy and the decoders, ``--help`` and ``--version`` do not."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def get(self) -> Any:
+        return getattr(importlib.import_module(f"classweights.{self.module}"), self.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.get()(*args, **kwargs)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.get()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.get())
+
+
+def _deferred(module: str, *names: str) -> list[Any]:
+    return [_Deferred(module, name) for name in names]
+
 
 if TYPE_CHECKING:
+    from .checks import CHECK_FORMATS, Rules, check
+    from .counting import LabelSpec
     from .display import Display
+    from .labelmaps import ColorMap, load_colors, load_map, load_names
+    from .masks import MAX_PIXELS, ReadOptions, find_masks
+    from .report import DIGITS, FORMATS, document, load, merge, write_atomic
+    from .scan import ScanResult, scan
+    from .targets import TARGETS, shape_for
+    from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
+else:
+    CHECK_FORMATS, Rules, check = _deferred("checks", "CHECK_FORMATS", "Rules", "check")
+    (LabelSpec,) = _deferred("counting", "LabelSpec")
+    ColorMap, load_colors, load_map, load_names = _deferred(
+        "labelmaps", "ColorMap", "load_colors", "load_map", "load_names"
+    )
+    MAX_PIXELS, ReadOptions, find_masks = _deferred("masks", "MAX_PIXELS", "ReadOptions", "find_masks")
+    DIGITS, FORMATS, document, load, merge, write_atomic = _deferred(
+        "report", "DIGITS", "FORMATS", "document", "load", "merge", "write_atomic"
+    )
+    (scan,) = _deferred("scan", "scan")
+    TARGETS, shape_for = _deferred("targets", "TARGETS", "shape_for")
+    ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights = _deferred(
+        "weights", "ALIASES", "ENET_C", "METHODS", "MISSING", "NORMALIZATIONS", "Params",
+        "compute_weights",
+    )
+
+
+class _Choice(click.Choice):
+    """A choice among the names of registries that are looked up when first needed."""
+
+    def __init__(self, *registries: Any) -> None:
+        self.registries = registries
+        self.case_sensitive = True
+
+    @property  # type: ignore[override]  # click's is set once; here it is looked up
+    def choices(self) -> tuple[str, ...]:
+        return tuple(name for registry in self.registries for name in registry)
+
+    @choices.setter
+    def choices(self, value: tuple[str, ...]) -> None:
+        raise AttributeError("the choices are the registries' names")
 
 
 #: The flag of each library parameter that messages name, where it is not the parameter's
@@ -158,7 +216,7 @@ def _options(*options: Callable) -> Callable:
 label_options = _options(
     click.option(
         "--preset",
-        type=click.Choice(list(PRESETS)),
+        type=click.Choice(list(PRESETS), case_sensitive=False),
         help="A dataset's classes, names, map and ignore values (see `classweights presets`).",
     ),
     click.option(
@@ -218,8 +276,8 @@ label_options = _options(
     click.option(
         "--max-pixels",
         type=click.IntRange(min=1),
-        default=MAX_PIXELS,
-        show_default=True,
+        default=_Deferred("masks", "MAX_PIXELS").get,
+        show_default="Pillow's limit",
         help="Largest image to decode, a guard against decompression bombs.",
     ),
     click.option(
@@ -316,21 +374,21 @@ _READING_OPTIONS = list(inspect.signature(_reading).parameters)
 weight_options = _options(
     click.option(
         "--method",
-        type=click.Choice([*METHODS, *ALIASES]),
+        type=_Choice(METHODS, ALIASES),
         default="median",
         show_default=True,
         help="Weight formula (balanced = inverse, mfb = median).",
     ),
     click.option(
         "--normalize",
-        type=click.Choice(list(NORMALIZATIONS)),
+        type=_Choice(NORMALIZATIONS),
         default="none",
         show_default=True,
         help="Rescale the weights so their mean, sum, pixel-weighted mean, max or min is 1.",
     ),
     click.option(
         "--missing",
-        type=click.Choice(list(MISSING)),
+        type=_Choice(MISSING),
         default="zero",
         show_default=True,
         help="Weight of a class with no pixels.",
@@ -350,8 +408,8 @@ weight_options = _options(
     click.option(
         "--enet-c",
         type=click.FloatRange(min=1, min_open=True),
-        default=ENET_C,
-        show_default=True,
+        default=_Deferred("weights", "ENET_C").get,
+        show_default="1.02",
         help="ENet's c0 in 1 / ln(c0 + p).",
     ),
     click.option(
@@ -365,7 +423,7 @@ output_options = _options(
     click.option(
         "--format",
         "fmt",
-        type=click.Choice(list(FORMATS)),
+        type=_Choice(FORMATS),
         default="json",
         show_default=True,
         help="Document format; list is the bare weight list.",
@@ -373,14 +431,14 @@ output_options = _options(
     click.option(
         "--for",
         "target",
-        type=click.Choice(list(TARGETS)),
+        type=_Choice(TARGETS),
         help="Write only what one consumer takes, in its shape (json or yaml), e.g. torch-ce.",
     ),
     click.option(
         "--digits",
         type=click.IntRange(1, 17),
-        default=DIGITS,
-        show_default=True,
+        default=_Deferred("report", "DIGITS").get,
+        show_default="6",
         help="Significant digits of weights and frequencies.",
     ),
     click.option(
@@ -395,7 +453,7 @@ output_options = _options(
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="classweights")
+@click.version_option(__version__, "--version", "-V", prog_name="classweights")
 def cli() -> None:
     """Per-class pixel statistics and class weights from semantic-segmentation masks.
 
@@ -568,13 +626,18 @@ def check_command(
 
 
 @cli.command("presets")
-def presets_command() -> None:
-    """List the dataset presets that --preset takes, with what each sets.
+@click.argument("name", required=False, type=click.Choice(list(PRESETS), case_sensitive=False))
+def presets_command(name: str | None) -> None:
+    """List the dataset presets that --preset takes, with what each sets; with NAME, that
+    preset's classes, one line each (id, name), and what it maps and ignores.
 
     Example:
 
-        classweights presets
+        classweights presets cityscapes
     """
+    if name:
+        _show_preset(PRESETS[name])
+        return
     for name, preset in PRESETS.items():
         settings = [f"{preset.num_classes} classes"]
         if preset.ignore_index:
@@ -586,6 +649,21 @@ def presets_command() -> None:
         if preset.glob:
             settings.append(f"glob {preset.glob}")
         click.echo(f"{name}: {preset.description} ({'; '.join(settings)})")
+
+
+def _show_preset(preset: Preset) -> None:
+    click.echo(preset.description)
+    for class_id, class_name in enumerate(preset.names):
+        click.echo(f"{class_id:>4}  {class_name}")
+    if preset.ignore_index:
+        click.echo(f"ignored: {', '.join(map(str, preset.ignore_index))}")
+    if preset.reduce_zero_label:
+        click.echo("raw 0 ignored, every other raw value v counted as v - 1 (reduce-zero-label)")
+    if preset.mapping:
+        pairs = ", ".join(f"{src}:{dst}" for src, dst in preset.mapping)
+        click.echo(f"raw values mapped (raw:class): {pairs}")
+    if preset.glob:
+        click.echo(f"masks: {preset.glob}")
 
 
 @cli.command("weights")

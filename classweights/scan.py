@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import IO, Any, BinaryIO
 
+from ._callable import make_callable
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
@@ -408,3 +409,7 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+# `classweights.scan(...)` calls `scan` and `classweights.scan` stays this module (_callable.py).
+make_callable(__name__)
