@@ -168,8 +168,9 @@ def _max_drift(result: ScanResult, rules: Rules, masks) -> list[Violation]:
         violations.append(
             Violation(
                 "max-drift",
-                f"{_label(result, int(c))} moved from {before[c]:.4%} to {now[c]:.4%} of the pixels, "
-                f"more than {rules.max_drift:.4%}",
+                f"{_label(result, int(c))} share moved from {before[c]:.4%} to {now[c]:.4%}, "
+                f"by {100 * abs(now[c] - before[c]):.4g} points, more than "
+                f"{100 * rules.max_drift:.4g}",
             )
         )
     return violations

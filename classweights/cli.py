@@ -13,7 +13,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -133,9 +133,12 @@ class _Failure(click.ClickException):
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
+        _shown.clear()
         try:
             return super().invoke(ctx)
         except ClassWeightsError as error:
+            for display in _shown:  # what was found before the error, then the error
+                display.flush()
             raise _Failure(error) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
@@ -147,21 +150,33 @@ class _Silent:
     def warn(self, message: str) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     @contextmanager
     def progress(self) -> Iterator[None]:
         yield None
 
-    def summary(self, doc: dict) -> None:
+    def summary(self, doc: dict, *, pos_weight: bool = False) -> None:
+        pass
+
+    def done(self, output: str | None) -> None:
         pass
 
 
-def _display(quiet: bool):
+#: The displays of the command running, whose warnings an error flushes first.
+_shown: list[Display] = []
+
+
+def _display(quiet: bool) -> Display | _Silent:
     """Return what shows progress, the table and warnings on stderr (`display.Display`)."""
     if quiet:
         return _Silent()
     from .display import Display  # here: rich takes tens of ms to import, which -q runs skip
 
-    return Display()
+    display = Display()
+    _shown.append(display)
+    return display
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -621,6 +636,7 @@ def check_command(
     masks = find_masks(paths, reading.pattern) if images else ()
     violations = check(result, rules, masks)
     _write(_flags(CHECK_FORMATS[fmt](result, violations)), output)
+    display.done(output)
     if violations:
         raise click.exceptions.Exit(1)
 
@@ -737,14 +753,22 @@ def _emit(
         out, notes = shape_for(target, result, rounded)
     _write(FORMATS[fmt](out), output)
     # After the document, so that in a terminal the table and warnings do not scroll away.
-    display.summary(doc)
+    display.summary(doc, pos_weight=target == "torch-bce")
     if weights.absent and missing != "error":
         display.warn(
-            f"classes with no pixels: {_id_ranges(weights.absent)}; "
+            f"classes with no pixels: {_class_list(weights.absent, result.names)}; "
             f"their weight is {missing} (--missing {missing})"
         )
     for note in notes:
         display.warn(_flags(note))
+    display.done(output)
+
+
+def _class_list(ids: list[int], names: Sequence[str | None] | None) -> str:
+    """Return class ids by name where known ("3 car, 4 bus"), else as short ranges."""
+    if names and all(names[i] for i in ids):
+        return ", ".join(f"{i} {names[i]}" for i in ids)
+    return _id_ranges(ids)
 
 
 def _write(text: str, output: str | None) -> None:

@@ -121,8 +121,8 @@ def test_drift_from_a_baseline(good, tmp_path):
             "--max-drift", "0.1")
     )  # fmt: skip
     assert lines == [
-        "max-drift: class 0 moved from 66.6667% to 43.4783% of the pixels, more than 10.0000%",
-        "max-drift: class 2 moved from 6.6667% to 39.1304% of the pixels, more than 10.0000%",
+        "max-drift: class 0 share moved from 66.6667% to 43.4783%, by 23.19 points, more than 10",
+        "max-drift: class 2 share moved from 6.6667% to 39.1304%, by 32.46 points, more than 10",
     ]
 
 

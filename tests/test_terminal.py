@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -59,3 +60,97 @@ def test_help_shows_the_defaults_of_deferred_options():
     assert f"[default: ({ENET_C})" in help_text
     assert f"[default: ({DIGITS})" in help_text
     assert "[default: median]" in help_text and "torch-ce" in help_text
+
+
+def terminal_display(width: int = 60):
+    """A Display drawing on a fake terminal of ``width`` columns; returns it and its output."""
+    import io
+
+    from rich.console import Console
+
+    from classweights.display import Display
+
+    display = Display()
+    out = io.StringIO()
+    display.console = Console(file=out, force_terminal=True, width=width, color_system=None)
+    return display, out
+
+
+def test_the_document_comes_first_then_table_warnings_and_a_closing_line(tmp_path):
+    save_mask(tmp_path / "m.png", [[0, 1], [2, 255]])
+    result = run("scan", tmp_path, "-o", tmp_path / "r.json")
+    assert result.exit_code == 0 and result.stdout == ""
+    err = result.stderr
+    table, warning, closing = err.index("weights, normalize"), err.index("warning:"), err.index(
+        "wrote "
+    )
+    assert table < warning < closing
+    assert "did you mean --ignore-index 255" in err
+    assert re.search(rf"wrote {re.escape(str(tmp_path / 'r.json'))}: 1 mask in \d+\.\d s", err)
+    assert "1 mask, 4 pixels counted" in err  # singular
+
+
+def test_closing_line_without_output_and_after_weights(tiny, tmp_path):
+    result = run("scan", tiny, "--ignore-index", "255")
+    assert re.search(r"done: 2 masks in \d+\.\d s, [\d,]+ masks/s\n$", result.stderr)
+    run("scan", tiny, "--ignore-index", "255", "-q", "-o", tmp_path / "r.json")
+    again = run("weights", tmp_path / "r.json", "--method", "enet")
+    assert again.stderr.endswith("done\n")  # nothing scanned, no rate
+
+
+def test_share_bar_is_log_scale():
+    from classweights.display import SHARE_BAR_WIDTH, share_bar
+
+    assert share_bar(1.0) == "█" * SHARE_BAR_WIDTH
+    assert len(share_bar(1e-3)) == SHARE_BAR_WIDTH // 2  # 3 of 6 decades
+    assert share_bar(1e-9) == "█"  # still seen
+    assert share_bar(0) == ""
+
+
+def test_table_has_a_share_bar_and_pos_weight_when_asked(tiny):
+    plain = run("scan", tiny, "--ignore-index", "255").stderr
+    assert "share (log)" in plain and "pos_weight" not in plain
+    bce = run("scan", tiny, "--ignore-index", "255", "--for", "torch-bce").stderr
+    assert "pos_weight" in bce and "2.75" in bce  # class 1: 22 / 8
+
+
+def test_absent_classes_by_name_when_names_are_known(tmp_path):
+    save_mask(tmp_path / "m.png", [[0, 3], [11, 11]])  # CamVid: Sky and Road only
+    err = run("scan", tmp_path, "--preset", "camvid").stderr
+    assert "classes with no pixels: 1 Building, 2 Pole, 4 Pavement" in err
+
+
+def test_skipped_files_are_counted_in_the_table(tiny):
+    (tiny / "broken.png").write_bytes(b"not a png")
+    err = run("scan", tiny, "--ignore-index", "255", "--skip-errors").stderr
+    assert "1 file skipped (--skip-errors)" in " ".join(err.split())  # the caption may wrap
+
+
+def test_warnings_wrap_at_word_boundaries_and_list_parts_one_per_line():
+    display, out = terminal_display(width=40)
+    words = "every word of this warning stays whole when it wraps".split()
+    display.warn(" ".join(words) + " | a.png: label 9 | b.png: label 7")
+    display.flush()
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    assert [w for line in lines[:-2] for w in line.replace("warning:", "").split()] == words
+    assert lines[-2:] == ["  a.png: label 9", "  b.png: label 7"]
+
+
+def test_progress_bar_draws_on_a_timer_with_spinner_and_elapsed_time():
+    import time
+
+    display, out = terminal_display(width=100)
+    with display.progress() as update:
+        update(0, 40)
+        time.sleep(0.3)  # no report: the timer redraws the spinner and the elapsed time
+        update(20, 40)
+        time.sleep(0.3)
+        update(40, 40)
+    drawn = out.getvalue()
+    assert "scanning" in drawn and "0/40" in drawn and "40/40" in drawn
+    assert "0:00:00" in drawn  # elapsed
+    frames = drawn.count("scanning")
+    assert frames >= 4, frames  # redrawn between the reports, not only at each
+    display.done(None)
+    assert "done: 40 masks in 0." in out.getvalue()
