@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     SpinnerColumn,
@@ -53,6 +52,15 @@ def share_bar(share: float) -> str:
         return ""
     cells = round(SHARE_BAR_WIDTH * (1 + math.log10(share) / SHARE_DECADES))
     return "█" * min(SHARE_BAR_WIDTH, max(1, cells))
+
+
+class _CountColumn(ProgressColumn):
+    """``done/total masks``; the total is kept in a field, so that the bar pulses (total
+    None) until the first masks are counted, rather than sit at 0."""
+
+    def render(self, task: Task) -> Text:
+        total = task.fields.get("masks")
+        return Text(f"{task.completed:,.0f}/{total:,} masks" if total else "", "progress.download")
 
 
 class _RateColumn(ProgressColumn):
@@ -96,8 +104,7 @@ class Display:
                 SpinnerColumn(),
                 TextColumn("scanning"),
                 BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("masks"),
+                _CountColumn(),
                 _RateColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
@@ -108,7 +115,7 @@ class Display:
                 redirect_stdout=False,
                 redirect_stderr=False,
             )
-        task = bar.add_task("scan", total=None) if bar else None
+        task = bar.add_task("scan", total=None, masks=0) if bar else None
 
         def update(done: int, total: int) -> None:
             nonlocal masks
@@ -119,7 +126,9 @@ class Display:
                 # Started on the first report, which comes after the workers are forked: the
                 # bar's drawing thread must not exist when a process forks.
                 bar.start()
-            bar.update(task, completed=done, total=total)
+            # A pulsing bar until the first masks are counted: a large first task can take
+            # many seconds, and a bar at 0 looks stuck where a moving one does not.
+            bar.update(task, completed=done, total=total if done else None, masks=total)
 
         try:
             yield update

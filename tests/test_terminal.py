@@ -148,7 +148,7 @@ def test_progress_bar_draws_on_a_timer_with_spinner_and_elapsed_time():
         time.sleep(0.3)
         update(40, 40)
     drawn = out.getvalue()
-    assert "scanning" in drawn and "0/40" in drawn and "40/40" in drawn
+    assert "scanning" in drawn and "20/40" in drawn and "40/40" in drawn
     assert "0:00:00" in drawn  # elapsed
     frames = drawn.count("scanning")
     assert frames >= 4, frames  # redrawn between the reports, not only at each
