@@ -2,7 +2,8 @@
 
 Every command parses its options into library objects, calls the library, and writes one
 document to stdout (or ``-o``); people's output goes to stderr through `display.Display`.
-Library errors become one line and their exit code: 2 usage, 3 input (DESIGN.md).
+Library errors become one line and their exit code: 2 usage, 3 input (docs/design.md,
+"Streams and exit codes").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The counting model: per-class pixel statistics as sums that add up across masks and shards.
 
-For every class c, over all masks (DESIGN.md, "Counting model"):
+For every class c, over all masks (docs/design.md, "Counting model"):
 
 - ``pixels[c]``: pixels labelled c;
 - ``images[c]``: masks in which c occurs at least once;

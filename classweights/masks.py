@@ -38,7 +38,7 @@ MASK_SUFFIXES = (
 #: Lossy formats: a mask stored this way has wrong ids along every edge.
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
-#: Pillow modes whose pixels are class ids (DESIGN.md, "Mask formats and conventions").
+#: Pillow modes whose pixels are class ids (docs/design.md, "Mask formats and conventions").
 INDEX_MODES = ("P", "L", "1", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 COLOUR_MODES = ("RGB", "RGBA")
 
@@ -422,7 +422,7 @@ def _read_nifti(path: str, npz_key: str | None) -> np.ndarray:
         import nibabel
     except ImportError:
         raise MaskError(
-            path, "reading NIfTI volumes needs nibabel: pip install 'classweights[nifti]'"
+            path, "reading NIfTI volumes needs nibabel: pip install nibabel"
         ) from None
     return np.asanyarray(nibabel.load(path).dataobj)  # type: ignore[attr-defined]
 

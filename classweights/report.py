@@ -1,7 +1,7 @@
 """The report document: what a scan counted and the weights derived from it.
 
 One document per run, keys in a fixed order, so the same data always gives the same bytes
-(DESIGN.md, "The report document"). It holds every count the weight methods need, so
+(docs/design.md, "The report document"). It holds every count the weight methods need, so
 `load` gives back a `ScanResult` from which any method can be derived again, and reports of
 disjoint shards can be `merge`d exactly.
 """

@@ -1,7 +1,7 @@
 """Class-weight methods, each exactly as published, then normalisation, absent classes and clipping.
 
-Notation (DESIGN.md, "Weight methods"): n_c = ``pixels[c]``, N = the sum of n_c (ignored pixels
-are not counted), p_c = n_c / N. Every formula is evaluated in float64 on the classes present
+Notation (docs/design.md, "Weight methods"): n_c = ``pixels[c]``, N = the sum of n_c (ignored
+pixels are not counted), p_c = n_c / N. Every formula is evaluated in float64 on the classes present
 (n_c > 0); classes with no pixels are then filled by the ``missing`` policy, so no weight is
 ever NaN or infinite.
 """
