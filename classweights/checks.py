@@ -15,7 +15,7 @@ import numpy as np
 
 from .counting import MAX_EXAMPLES, ClassCounts
 from .errors import InputError, MaskError
-from .masks import MaskFile, find_masks, mask_size, refuse_twins, shape_text, stem
+from .masks import MaskFile, find_masks, mask_size, refuse_twins, sample_id, shape_text
 from .report import settings_differ
 from .scan import ScanResult
 
@@ -47,6 +47,7 @@ class Rules:
     min_share: dict[str, float] = field(default_factory=dict)
     max_imbalance: float | None = None
     images: str | None = None
+    pair_key: str | None = None  # how masks and images pair: `masks.sample_id`
     baseline: ScanResult | None = None
     max_drift: float | None = None
 
@@ -180,10 +181,10 @@ def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list
     if rules.images is None:
         return []
     found = find_masks([rules.images])
-    refuse_twins(found)
-    refuse_twins(masks)
-    images = {stem(m.name): m for m in found}
-    labels = {stem(m.name): m for m in masks}
+    refuse_twins(found, rules.pair_key)
+    refuse_twins(masks, rules.pair_key)
+    images = {sample_id(m.name, rules.pair_key, m.path): m for m in found}
+    labels = {sample_id(m.name, rules.pair_key, m.path): m for m in masks}
     lonely_masks = [labels[k].path for k in sorted(labels.keys() - images.keys())]
     lonely_images = [images[k].path for k in sorted(images.keys() - labels.keys())]
     resized = []
@@ -226,9 +227,9 @@ def _text(result: ScanResult, violations: list[Violation]) -> str:
     files = result.source.files
     if violations:
         noun = "violation" if len(violations) == 1 else "violations"
-        lines.append(f"{len(violations)} {noun} in {files:,} masks")
+        lines.append(f"{len(violations)} {noun} in {files:,} {_masks(files)}")
     else:
-        lines.append(f"ok: {files:,} masks, every rule holds")
+        lines.append(f"ok: {files:,} {_masks(files)}, every rule holds")
     return "\n".join(lines) + "\n"
 
 
@@ -246,6 +247,10 @@ def _json(result: ScanResult, violations: list[Violation]) -> str:
         ],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _masks(count: int) -> str:
+    return "mask" if count == 1 else "masks"
 
 
 #: ``check --format``: how the violations are written out.

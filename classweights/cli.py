@@ -101,7 +101,7 @@ _FLAG_NAMES = {"mapping": "--map"}
 #: Parameters whose name is a word of its own ("missing", "colors") are rewritten only in
 #: ``name=value`` form; the others also bare (``num_classes``).
 _PARAMETERS = ("ignore_index", "num_classes", "mapping", "unknown_colors", "colors", "missing",
-               "max_pixels", "npz_key", "workers")  # fmt: skip
+               "max_pixels", "npz_key", "workers", "pair_key")  # fmt: skip
 
 _PARAMETER = re.compile(
     r"(?<!['\"])\b(" + "|".join(_PARAMETERS) + r")(?:=(\{(\w+): (\w+)\}|'[^']*'|[\w.]+)|\b(?!=))"
@@ -119,7 +119,9 @@ def _flags(message: str) -> str:
             return option if "_" in name else name  # "missing" alone is a word
         if source is not None:
             value = f"{source}:{target}"
-        return f"{option} {value.strip(chr(39))}"
+        if re.fullmatch(r"'\w+'", value):  # a quoted word needs no quotes in a shell
+            value = value[1:-1]
+        return f"{option} {value}"
 
     return _PARAMETER.sub(flag, message)
 
@@ -213,6 +215,18 @@ def _check_clip(ctx: click.Context, param: click.Parameter, value: float | None)
     return value
 
 
+def _check_pair_key(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    try:
+        groups = re.compile(value).groups
+    except re.error as error:
+        raise click.BadParameter(f"{value!r} is not a regular expression: {error}") from None
+    if groups != 1:
+        raise click.BadParameter(f"{value!r} has {groups} groups; the sample id is its one group")
+    return value
+
+
 def _check_output(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan, so that a typo in -o does not cost a whole scan.
     if value is not None:
@@ -288,6 +302,13 @@ label_options = _options(
         type=click.Path(file_okay=False),
         help="Folder of region masks: count only pixels where the same-named mask is non-zero.",
     ),
+    click.option(
+        "--pair-key",
+        metavar="REGEX",
+        callback=_check_pair_key,
+        help="How --roi and check --images pair files: the sample id is this regex's group, "
+        "searched in the name without extension, e.g. '^(\\d+)_' [default: the whole name].",
+    ),
     click.option("--npz-key", metavar="KEY", help="The array to read from .npz files."),
     click.option(
         "--max-pixels",
@@ -313,6 +334,7 @@ class _Reading:
     colour_names: dict[int, str]
     pattern: str | None
     roi: str | None
+    pair_key: str | None
     options: ReadOptions
     workers: int | None
 
@@ -329,6 +351,7 @@ def _reading(
     class_names: str | None,
     pattern: str | None,
     roi: str | None,
+    pair_key: str | None,
     npz_key: str | None,
     max_pixels: int,
     workers: int | None,
@@ -359,7 +382,10 @@ def _reading(
         unknown_colors=unknown_colors,
     )
     options = ReadOptions(npz_key, max_pixels)
-    return _Reading(spec, names, colour_map.names, pattern or base.glob, roi, options, workers)
+    pair_key = pair_key or base.pair_key
+    return _Reading(
+        spec, names, colour_map.names, pattern or base.glob, roi, pair_key, options, workers
+    )
 
 
 def _scan(paths: tuple[str, ...], reading: _Reading, display, **how: bool) -> ScanResult:
@@ -370,6 +396,7 @@ def _scan(paths: tuple[str, ...], reading: _Reading, display, **how: bool) -> Sc
             reading.spec,
             pattern=reading.pattern,
             regions=reading.roi,
+            pair_key=reading.pair_key,
             options=reading.options,
             names=reading.names,
             workers=reading.workers,
@@ -565,7 +592,8 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option(
     "--images",
     type=click.Path(file_okay=False, exists=True),
-    help="Folder of images: each mask has one of the same stem and size, and each image a mask.",
+    help="Folder of images: each mask has one of the same sample id (--pair-key) and size, "
+    "and each image a mask.",
 )
 @click.option(
     "--baseline",
@@ -631,6 +659,7 @@ def check_command(
         min_share=min_share,
         max_imbalance=max_imbalance,
         images=images,
+        pair_key=reading.pair_key,
         baseline=baseline,
         max_drift=max_drift,
     )
@@ -665,6 +694,8 @@ def presets_command(name: str | None) -> None:
             settings.append("reduce-zero-label")
         if preset.glob:
             settings.append(f"glob {preset.glob}")
+        if preset.pair_key:
+            settings.append(f"pair key {preset.pair_key}")
         click.echo(f"{name}: {preset.description} ({'; '.join(settings)})")
 
 
@@ -681,6 +712,8 @@ def _show_preset(preset: Preset) -> None:
         click.echo(f"raw values mapped (raw:class): {pairs}")
     if preset.glob:
         click.echo(f"masks: {preset.glob}")
+    if preset.pair_key:
+        click.echo(f"pairs files by the sample id {preset.pair_key} finds (--pair-key)")
 
 
 @cli.command("weights")

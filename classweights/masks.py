@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -197,33 +198,57 @@ def _unreadable_folder(error: OSError) -> None:
     raise InputError(f"{error.filename}: cannot read folder: {error.strerror}")
 
 
-def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[MaskFile]:
-    """Return ``masks`` each paired with the region mask of the same relative path and stem.
+def pair_regions(
+    masks: list[MaskFile], region_dir: str | os.PathLike, pair_key: str | None = None
+) -> list[MaskFile]:
+    """Return ``masks`` each paired with the region mask of the same sample id (`sample_id`:
+    by default the relative path and stem).
 
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
     Raises `MaskError` naming the first mask that has no region file.
     """
-    regions = {stem(name): path for path, name in _walk(os.fspath(region_dir), None)}
-    refuse_twins(masks)
+    walked = [MaskFile(path, name, 0) for path, name in _walk(os.fspath(region_dir), None)]
+    refuse_twins(walked, pair_key)
+    regions = {sample_id(region.name, pair_key, region.path): region.path for region in walked}
+    refuse_twins(masks, pair_key)
     paired = []
     for mask in masks:
-        region = regions.get(stem(mask.name))
+        key = sample_id(mask.name, pair_key, mask.path)
+        region = regions.get(key)
         if region is None:
-            raise MaskError(mask.path, f"no region mask {stem(mask.name)}.* in {region_dir}")
+            wanted = f"{key}.*" if pair_key is None else f"of sample {key!r}"
+            raise MaskError(mask.path, f"no region mask {wanted} in {region_dir}")
         paired.append(MaskFile(mask.path, mask.name, mask.size, region))
     return paired
 
 
-def refuse_twins(masks: Iterable[MaskFile]) -> None:
-    """Raise `InputError` if two files have one relative stem: pairing them would be a guess."""
+def refuse_twins(masks: Iterable[MaskFile], pair_key: str | None = None) -> None:
+    """Raise `InputError` if two files have one sample id: pairing them would be a guess."""
     seen: dict[str, str] = {}
     for mask in masks:
-        twin = seen.setdefault(stem(mask.name), mask.path)
+        key = sample_id(mask.name, pair_key, mask.path)
+        twin = seen.setdefault(key, mask.path)
         if twin != mask.path:
+            shown = f"{key}.*" if pair_key is None else f"sample {key!r}"
             raise InputError(
-                f"{mask.path}: pairs with the same file as {twin} ({stem(mask.name)}.*); "
-                "give one folder of masks"
+                f"{mask.path}: pairs with the same file as {twin} ({shown}); "
+                "give one folder of masks, or a pair_key that tells them apart"
             )
+
+
+def sample_id(name: str, pair_key: str | None = None, path: object = None) -> str:
+    """Return the id that pairs a file with its region mask or image: the relative path
+    without its extension, or with ``pair_key`` (a regular expression of one group, searched
+    in that) the group: ``r"^(\\d+)_"`` gives ``21`` for ``21_manual1.gif`` and for
+    ``21_training.tif``. Raises `MaskError` naming ``path`` when the expression finds none.
+    """
+    key = stem(name)
+    if pair_key is None:
+        return key
+    found = re.search(pair_key, key)
+    if found is None or found.group(1) is None:
+        raise MaskError(path or name, f"pair_key={pair_key!r} finds no sample id in {key!r}")
+    return found.group(1)
 
 
 def stem(name: str) -> str:

@@ -27,6 +27,7 @@ class Preset:
     mapping: tuple[tuple[int, int], ...] = ()
     reduce_zero_label: bool = False
     glob: str | None = None
+    pair_key: str | None = None  # the sample id in a file name (`masks.sample_id`)
 
     @property
     def num_classes(self) -> int:
@@ -191,6 +192,9 @@ PRESETS: dict[str, Preset] = {
         ignore_index=(CITYSCAPES_IGNORE,),
         mapping=tuple((label_id, train_id) for label_id, _, train_id in _CITYSCAPES_LABELS),
         glob="*_labelIds.png",
+        # aachen/aachen_000000_000019_gtFine_labelIds.png pairs with
+        # aachen/aachen_000000_000019_leftImg8bit.png: city, sequence and frame.
+        pair_key=r"^(.*_\d+_\d+)_",
     ),
     # Source: VOCdevkit/VOCcode/VOCinit.m; open-mmlab/mmsegmentation, mmseg/datasets/voc.py.
     "voc": Preset(
@@ -212,6 +216,16 @@ PRESETS: dict[str, Preset] = {
         description="CamVid as in the SegNet tutorial: 11 classes, 11 (Unlabelled) ignored",
         names=_CAMVID_NAMES,
         ignore_index=(11,),
+    ),
+    # Source: Staal et al., "Ridge-based vessel segmentation in color images of the retina",
+    # IEEE TMI 2004 (the DRIVE database): training/1st_manual/21_manual1.gif (vessels 255),
+    # training/mask/21_training_mask.gif (the field of view), training/images/21_training.tif.
+    "drive": Preset(
+        description="DRIVE retinal vessels: *_manual1.gif, 255 vessel -> 1; pairs by number",
+        names=("background", "vessel"),
+        mapping=((255, 1),),
+        glob="*_manual1.gif",
+        pair_key=r"^(\d+)_",
     ),
 }
 

@@ -99,6 +99,7 @@ def scan(
     *,
     pattern: str | None = None,
     regions: str | os.PathLike | None = None,
+    pair_key: str | None = None,
     options: ReadOptions = ReadOptions(),
     names: Sequence[str | None] | None = None,
     skip_errors: bool = False,
@@ -109,7 +110,7 @@ def scan(
     """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
 
     With ``regions``, a folder of region masks, only the pixels inside each mask's region
-    count (`masks.pair_regions`). A mask that cannot be read raises `MaskError`, or with
+    count (`masks.pair_regions`, by ``pair_key``: `masks.sample_id`). A mask that cannot be read raises `MaskError`, or with
     ``skip_errors`` is listed in ``counts.errors``. A value that may not occur (a label out of
     range, a colour missing from the colour map) raises `InputError` naming example files,
     or without ``strict`` is left in ``counts.unexpected``.
@@ -127,7 +128,7 @@ def scan(
     with Workers(workers) as pool:
         masks = find_masks(paths, pattern)
         if regions is not None:
-            masks = pair_regions(masks, regions)
+            masks = pair_regions(masks, regions, pair_key)
         counts = count_masks(
             masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
         )

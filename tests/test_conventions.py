@@ -127,8 +127,10 @@ def test_presets_command_lists_every_preset():
     result = run("presets")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["cityscapes", "voc", "ade20k", "camvid"]
+    names = ["cityscapes", "voc", "ade20k", "camvid", "drive"]
+    assert [line.split(":")[0] for line in lines] == names
     assert "19 classes; ignore 255; maps 34 raw values; glob *_labelIds.png" in lines[0]
+    assert r"pair key ^(\d+)_" in lines[4]
 
 
 @pytest.fixture

@@ -175,8 +175,8 @@ def test_camvid_has_11_classes_and_ignores_unlabelled_11():
 # --- Invariants --------------------------------------------------------------------------------
 
 
-def test_the_four_presets_exist():
-    assert set(PRESETS) == {"cityscapes", "voc", "ade20k", "camvid"}
+def test_the_presets_exist():
+    assert set(PRESETS) == {"cityscapes", "voc", "ade20k", "camvid", "drive"}
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -154,3 +154,54 @@ def test_progress_bar_draws_on_a_timer_with_spinner_and_elapsed_time():
     assert frames >= 4, frames  # redrawn between the reports, not only at each
     display.done(None)
     assert "done: 40 masks in 0." in out.getvalue()
+
+
+# Pairing by sample id (--pair-key): the real DRIVE and Cityscapes layouts.
+
+
+def drive(tmp_path):
+    base = tmp_path / "DRIVE" / "training"
+    for n in (21, 22):
+        save_mask(base / "1st_manual" / f"{n}_manual1.gif", [[0, 255, 255], [0, 0, 255]])
+        save_mask(base / "mask" / f"{n}_training_mask.gif", [[0, 1, 1], [0, 1, 1]])  # no corner
+        save_mask(base / "images" / f"{n}_training.tif", [[9, 9, 9], [9, 9, 9]])
+    return base
+
+
+def test_drive_pairs_labels_regions_and_images_by_number(tmp_path):
+    base = drive(tmp_path)
+    stems = run("scan", base / "1st_manual", "--map", "255:1", "--roi", base / "mask")
+    assert stems.exit_code == 3 and "no region mask 21_manual1.*" in stems.stderr
+    doc = run_json(
+        "scan", base / "1st_manual", "--map", "255:1", "--roi", base / "mask",
+        "--pair-key", r"^(\d+)_", "-q",
+    )  # fmt: skip
+    # Per mask, inside the field of view: (0,1)=1 (0,2)=1 (1,1)=0 (1,2)=1: 1 background, 3 vessel.
+    assert [c["pixels"] for c in doc["classes"]] == [2, 6]
+    preset = run_json("scan", base / "1st_manual", "--preset", "drive", "--roi", base / "mask", "-q")
+    assert [c["pixels"] for c in preset["classes"]] == [2, 6]
+    ok = run("check", base / "1st_manual", "--preset", "drive", "--images", base / "images")
+    assert ok.exit_code == 0 and ok.stdout == "ok: 2 masks, every rule holds\n"
+
+
+def test_cityscapes_pairs_label_ids_with_left_images(tmp_path):
+    gt, left = tmp_path / "gtFine" / "train", tmp_path / "leftImg8bit" / "train"
+    for city, frame in (("aachen", "000000_000019"), ("bochum", "000001_000020")):
+        save_mask(gt / city / f"{city}_{frame}_gtFine_labelIds.png", [[7, 8], [26, 0]])
+        save_mask(left / city / f"{city}_{frame}_leftImg8bit.png", [[1, 2], [3, 4]])
+    save_mask(left / "bochum" / "bochum_000009_000009_leftImg8bit.png", [[1, 2], [3, 4]])
+    result = run("check", gt, "--preset", "cityscapes", "--images", left)
+    assert result.exit_code == 1
+    assert "1 images have no mask" in result.stdout
+    assert "bochum_000009_000009_leftImg8bit.png" in result.stdout
+    assert "masks have no image" not in result.stdout
+
+
+def test_pair_key_must_be_a_regex_of_one_group_and_must_match(tmp_path):
+    base = drive(tmp_path)
+    bad = run("scan", base / "1st_manual", "--roi", base / "mask", "--pair-key", r"^\d+_")
+    assert bad.exit_code == 2 and "0 groups" in bad.stderr
+    bad = run("scan", base / "1st_manual", "--roi", base / "mask", "--pair-key", "(")
+    assert bad.exit_code == 2 and "not a regular expression" in bad.stderr
+    miss = run("scan", base / "1st_manual", "--roi", base / "mask", "--pair-key", "^(x)")
+    assert miss.exit_code == 3 and "--pair-key '^(x)' finds no sample id in" in miss.stderr
