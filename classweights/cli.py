@@ -785,6 +785,8 @@ def _emit(
         # The weights as the report rounds them (--digits), so both documents agree.
         rounded = replace(weights, weights=np.array(doc["weights"]), pos_weight=doc["pos_weight"])
         out, notes = shape_for(target, result, rounded)
+    if fmt == "html":  # the page shows the scan's warnings too (the report does not hold them)
+        out = {**doc, "warnings": [_flags(warning) for warning in result.warnings]}
     _write(FORMATS[fmt](out), output)
     # After the document, so that in a terminal the table and warnings do not scroll away.
     display.summary(doc, pos_weight=target == "torch-bce")

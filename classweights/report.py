@@ -122,12 +122,19 @@ def _csv(doc: dict) -> str:
     return out.getvalue()
 
 
+def _html(doc: dict) -> str:
+    from .page import render  # here: the page derives every method, which other formats skip
+
+    return render(doc)
+
+
 #: ``--format``: how a document is written out.
 FORMATS: dict[str, Callable[[dict], str]] = {
     "json": _json,
     "yaml": _yaml,
     "list": _list,
     "csv": _csv,
+    "html": _html,
 }
 
 
