@@ -8,6 +8,7 @@ class, the settings and the warnings.
 
 from __future__ import annotations
 
+import json
 import math
 from html import escape
 
@@ -83,8 +84,11 @@ def share_bar(share: float) -> str:
 
 def _classes(doc: dict, others: dict) -> str:
     method = doc["method"]
-    head = ["id", "name", "pixels", "images", "share (log scale)"]
-    cells = "".join(f'<th class="name">{h}</th>' if h == "name" else f"<th>{h}</th>" for h in head)
+    axis = f"share (log scale, 10<sup>-{DECADES}</sup> to 1)"
+    head = ["id", "name", "pixels", "images", axis]
+    cells = "".join(
+        f'<th class="name">{h}</th>' if h in ("name", axis) else f"<th>{h}</th>" for h in head
+    )
     for name in others:
         chosen = ' class="chosen"' if name == method else ""
         cells += f"<th{chosen}>{escape(name)}</th>"
@@ -121,6 +125,11 @@ def _warnings(doc: dict) -> str:
     return f'<h2>Warnings</h2><ul class="warnings">{items}</ul>'
 
 
+def _text(value: object) -> str:
+    # As the JSON report writes it: null, false, {"min": null}.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _settings(doc: dict) -> str:
     source = doc["source"]
     settings = [
@@ -141,7 +150,7 @@ def _settings(doc: dict) -> str:
         ("classweights", doc["classweights"]),
     ]
     rows = "".join(
-        f'<tr><th class="name">{escape(k)}</th><td class="name">{escape(str(v))}</td></tr>'
+        f'<tr><th class="name">{escape(k)}</th><td class="name">{escape(_text(v))}</td></tr>'
         for k, v in settings
     )
     return f'<h2>Settings</h2><table class="settings">{rows}</table>'

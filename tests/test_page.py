@@ -69,7 +69,7 @@ def test_the_page_is_self_contained(page):
 def test_classes_table_has_counts_images_and_every_method(page):
     parsed, _ = page
     header, *rows = parsed.rows["classes"]
-    assert header[:4] == ["id", "name", "pixels", "images"]
+    assert header[:4] == ["id", "name", "pixels", "images"] and header[4].startswith("share")
     assert header[5:] == list(METHODS)
     # pixels [23, 8, 2, 0] in [3, 2, 1, 0] images; class 3 has none (the missing policy).
     assert [r[:4] for r in rows] == [
@@ -94,6 +94,7 @@ def test_settings_and_warnings(tmp_path):
     parsed = Page(result.stdout)
     settings = dict(parsed.rows["settings"])
     assert settings["method"] == "enet" and settings["ignore_index"] == "[]"
+    assert settings["reduce_zero_label"] == "false"
     assert settings["masks"] == "1"
     text = "".join(parsed.text)
     assert "did you mean --ignore-index 255" in text
