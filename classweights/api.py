@@ -9,9 +9,11 @@ preset's value), scans, derives the weights, and reports what looks wrong throug
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from types import FrameType
 from typing import Any
 
 from .counting import LabelSpec
@@ -103,8 +105,7 @@ def class_weights(
     >>> weights.tolist()  # doctest: +SKIP
     [0.210565..., 0.643288..., 2.24474..., 35.5417...]
     """
-    result = _count(
-        4,
+    result = count(
         paths,
         preset=preset,
         num_classes=num_classes,
@@ -126,8 +127,7 @@ def class_weights(
     if weights.absent and missing != "error":
         _warn(
             f"classes {weights.absent} have no pixels; their weight is {weights.missing} "
-            f"(missing={weights.missing!r})",
-            3,
+            f"(missing={weights.missing!r})"
         )
     return weights
 
@@ -149,34 +149,6 @@ def count(
     The arguments are `class_weights`'s. The scan's warnings go to `warnings.warn` (and stay
     in ``result.warnings``).
     """
-    return _count(
-        4,
-        paths,
-        preset=preset,
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-        mapping=mapping,
-        reduce_zero_label=reduce_zero_label,
-        names=names,
-        pattern=pattern,
-        workers=workers,
-    )
-
-
-def _count(
-    stacklevel: int,
-    paths: Paths,
-    *,
-    preset: str | None,
-    num_classes: int | None,
-    ignore_index: int | Iterable[int] | None,
-    mapping: Mapping[int, int] | Iterable[tuple[int, int]] | None,
-    reduce_zero_label: bool | None,
-    names: Sequence[str] | None,
-    pattern: str | None,
-    workers: int | None,
-) -> ScanResult:
-    """`count`, warning ``stacklevel`` frames up (the caller of the public function)."""
     given = {
         "num_classes": num_classes,
         "ignore_index": ignore_index,
@@ -196,10 +168,15 @@ def _count(
         spec = replace(spec, num_classes=len(names))
     result = scan(paths, spec, pattern=pattern, names=names, workers=workers)
     for message in result.warnings:
-        _warn(message, stacklevel)
+        _warn(message)
     return result
 
 
-def _warn(message: str, stacklevel: int) -> None:
-    # Attributed to the line of the user's code that called the public function.
-    warnings.warn(message, ClassWeightsWarning, stacklevel=stacklevel)
+def _warn(message: str) -> None:
+    """Warn, attributed to the line of the user's code that called into this module."""
+    # stacklevel 2 is _warn's caller; go up past every frame of this module.
+    frame: FrameType | None = sys._getframe(1)
+    level = 2
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, ClassWeightsWarning, stacklevel=level)

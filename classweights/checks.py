@@ -199,15 +199,17 @@ def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list
                 (labels[key].path, f"{shape_text(label_size)}, its image {shape_text(image_size)}")
             )
     violations = []
-    for lonely, message in (
-        (lonely_masks, "masks have no image"),
-        (lonely_images, "images have no mask"),
+    for lonely, one, many in (
+        (lonely_masks, "mask has no image", "masks have no image"),
+        (lonely_images, "image has no mask", "images have no mask"),
     ):
         if lonely:
             examples = tuple((path, "alone") for path in lonely[:MAX_EXAMPLES])
-            violations.append(Violation("images", f"{len(lonely):,} {message}", examples))
+            message = f"{len(lonely):,} {one if len(lonely) == 1 else many}"
+            violations.append(Violation("images", message, examples))
     if resized:
-        message = f"{len(resized):,} masks differ in size from their image"
+        differ = "mask differs" if len(resized) == 1 else "masks differ"
+        message = f"{len(resized):,} {differ} in size from their image"
         violations.append(Violation("images", message, tuple(resized[:MAX_EXAMPLES])))
     return violations
 

@@ -482,7 +482,7 @@ output_options = _options(
         type=click.IntRange(1, 17),
         default=_Deferred("report", "DIGITS").get,
         show_default="6",
-        help="Significant digits of weights and frequencies.",
+        help="Significant digits of weights and shares (the report's frequency field).",
     ),
     click.option(
         "-o",

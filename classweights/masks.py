@@ -340,8 +340,9 @@ def _reason(error: BaseException) -> str:
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
-    """Return a shape as people write it: (4, 5) gives "4x5"."""
-    return "x".join(map(str, shape))
+    """Return an array's shape as people write a size, width first: (height 4, width 5)
+    gives "5x4", as Pillow and image viewers say it (a volume: width x height x depth)."""
+    return "x".join(map(str, reversed(shape)))
 
 
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:

@@ -250,8 +250,36 @@ def compute_weights(
 
     The steps, in order: the method's formula on the classes present; ``missing`` for the
     absent ones; ``normalize`` over the whole vector; ``clip`` last, so its bounds hold on
-    the output (every non-zero weight; a class filled with zero stays zero). Raises
-    `InputError` when no pixel was counted at all.
+    the output (every non-zero weight; a class filled with zero stays zero).
+
+    Parameters
+    ----------
+    counts : ClassCounts
+        The sums of a scan (``scan(...).counts``) or of a loaded report.
+    method : str, default "median"
+        A key of `METHODS` (or `ALIASES`); each formula is in its function's docstring.
+    normalize : str, default "none"
+        A key of `NORMALIZATIONS`: what is made 1 (mean, sum, pixel-weighted mean, max, min).
+    missing : str, default "zero"
+        A key of `MISSING`: the weight of a class with no pixels.
+    clip : (float or None, float or None)
+        Bounds on every non-zero weight, applied last.
+    params : Params, optional
+        ``enet_c`` and ``beta``.
+
+    Returns
+    -------
+    Weights
+        float64 weights of shape ``(counts.num_classes,)``, never NaN or infinite.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``method``, ``normalize`` or ``missing``.
+    InputError
+        No pixel was counted at all.
+    WeightError
+        ``missing="error"`` and a class has no pixels.
     """
     method = ALIASES.get(method, method)
     for name, value, registry in (

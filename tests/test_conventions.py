@@ -160,4 +160,4 @@ def test_roi_missing_region_file_is_exit_3(retina):
 def test_roi_of_another_size_is_exit_3(retina):
     save_mask(retina / "fov" / "eye1.png", [[1, 1]])
     result = run("scan", retina / "labels", "--roi", retina / "fov")
-    assert_one_line_error(result, 3, "eye1.png: is 2x3 but its region mask", "is 1x2")
+    assert_one_line_error(result, 3, "eye1.png: is 3x2 but its region mask", "is 2x1")

@@ -192,7 +192,7 @@ def test_cityscapes_pairs_label_ids_with_left_images(tmp_path):
     save_mask(left / "bochum" / "bochum_000009_000009_leftImg8bit.png", [[1, 2], [3, 4]])
     result = run("check", gt, "--preset", "cityscapes", "--images", left)
     assert result.exit_code == 1
-    assert "1 images have no mask" in result.stdout
+    assert "1 image has no mask" in result.stdout
     assert "bochum_000009_000009_leftImg8bit.png" in result.stdout
     assert "masks have no image" not in result.stdout
 
@@ -205,3 +205,10 @@ def test_pair_key_must_be_a_regex_of_one_group_and_must_match(tmp_path):
     assert bad.exit_code == 2 and "not a regular expression" in bad.stderr
     miss = run("scan", base / "1st_manual", "--roi", base / "mask", "--pair-key", "^(x)")
     assert miss.exit_code == 3 and "--pair-key '^(x)' finds no sample id in" in miss.stderr
+
+
+def test_sizes_are_width_x_height():
+    from classweights.masks import shape_text
+
+    assert shape_text((4, 5)) == "5x4"  # numpy's (height, width)
+    assert shape_text((3, 4, 5)) == "5x4x3"
