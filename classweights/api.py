@@ -40,6 +40,8 @@ def class_weights(
     reduce_zero_label: bool | None = None,
     names: Sequence[str] | None = None,
     pattern: str | None = None,
+    regions: str | os.PathLike | None = None,
+    pair_key: str | None = None,
     enet_c: float = ENET_C,
     beta: float | None = None,
     workers: int | None = None,
@@ -75,6 +77,12 @@ def class_weights(
         Class names, id 0 first (their count is the class count).
     pattern : str, optional
         Which files count in a directory (a glob), e.g. ``"*_labelIds.png"``.
+    regions : str or os.PathLike, optional
+        A folder of region masks (fields of view): only the pixels where a mask's region is
+        non-zero count.
+    pair_key : str, optional
+        How masks pair with their regions: a regular expression whose one group is the
+        sample id, e.g. ``r"^(\\d+)_"`` (default: the relative path without extension).
     enet_c, beta : float
         The parameters of ``"enet"`` and ``"effective"`` (see `Params`).
     workers : int, optional
@@ -114,6 +122,8 @@ def class_weights(
         reduce_zero_label=reduce_zero_label,
         names=names,
         pattern=pattern,
+        regions=regions,
+        pair_key=pair_key,
         workers=workers,
     )
     weights = compute_weights(
@@ -142,6 +152,8 @@ def count(
     reduce_zero_label: bool | None = None,
     names: Sequence[str] | None = None,
     pattern: str | None = None,
+    regions: str | os.PathLike | None = None,
+    pair_key: str | None = None,
     workers: int | None = None,
 ) -> ScanResult:
     """Return the counts of the masks under ``paths``: `class_weights` without the weights.
@@ -162,11 +174,20 @@ def count(
         if names is None and spec.num_classes == chosen.num_classes:
             names = chosen.names  # another num_classes drops the preset's names
         pattern = pattern or chosen.glob
+        pair_key = pair_key or chosen.pair_key
     else:
         spec = LabelSpec(**explicit)
     if names is not None and spec.num_classes is None:
         spec = replace(spec, num_classes=len(names))
-    result = scan(paths, spec, pattern=pattern, names=names, workers=workers)
+    result = scan(
+        paths,
+        spec,
+        pattern=pattern,
+        regions=regions,
+        pair_key=pair_key,
+        names=names,
+        workers=workers,
+    )
     for message in result.warnings:
         _warn(message)
     return result

@@ -196,3 +196,17 @@ def test_the_package_ships_py_typed_and_mypy_is_clean():
     assert (PACKAGE / "py.typed").exists()
     out, err, status = mypy_api.run(["--config-file", str(REPO / "pyproject.toml"), str(PACKAGE)])
     assert status == 0, out + err
+
+
+def test_class_weights_with_regions_paired_by_sample_id(tmp_path):
+    save_mask(tmp_path / "labels" / "21_manual1.gif", [[0, 255], [255, 0]])
+    save_mask(tmp_path / "fov" / "21_training_mask.gif", [[0, 1], [1, 1]])
+    weights = class_weights(
+        tmp_path / "labels", preset="drive", regions=tmp_path / "fov", method="inverse"
+    )
+    # inside the field of view: 1 background, 2 vessel; N = 3, K = 2
+    assert weights.tolist() == pytest.approx([3 / 2, 3 / 4])
+    counts = classweights.count(
+        tmp_path / "labels", mapping={255: 1}, regions=tmp_path / "fov", pair_key=r"^(\d+)_"
+    ).counts
+    assert counts.pixels.tolist() == [1, 2]
