@@ -66,7 +66,9 @@ else:
     ColorMap, load_colors, load_map, load_names = _deferred(
         "labelmaps", "ColorMap", "load_colors", "load_map", "load_names"
     )
-    MAX_PIXELS, ReadOptions, find_masks = _deferred("masks", "MAX_PIXELS", "ReadOptions", "find_masks")
+    MAX_PIXELS, ReadOptions, find_masks = _deferred(
+        "masks", "MAX_PIXELS", "ReadOptions", "find_masks"
+    )
     DIGITS, FORMATS, document, load, merge, write_atomic = _deferred(
         "report", "DIGITS", "FORMATS", "document", "load", "merge", "write_atomic"
     )

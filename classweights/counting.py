@@ -86,7 +86,7 @@ class LabelSpec:
         Parameters
         ----------
         name : str
-            ``"cityscapes"``, ``"voc"``, ``"ade20k"`` or ``"camvid"`` (any case).
+            A key of `presets.PRESETS`: ``"cityscapes"``, ``"voc"``, ``"camvid"``... (any case).
         **overrides
             Fields that replace the preset's, e.g. ``ignore_index=255``.
 

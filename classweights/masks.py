@@ -387,7 +387,9 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
     if image.mode in COLOUR_MODES:
         # getcolors counts exactly in C; alpha is not part of a class colour.
         colours = image.getcolors(image.width * image.height) or []
-        values = np.array([pack_rgb(*rgb[:3]) for _, rgb in colours], np.int64)  # type: ignore[index]
+        # (getcolors is typed for any mode; in these modes each colour is a tuple)
+        packed = [pack_rgb(*rgb[:3]) for _, rgb in colours]  # type: ignore[index]
+        values = np.array(packed, np.int64)
         counts = np.array([n for n, _ in colours], np.int64)
         return _sum_histograms([Histogram(values, counts, colour=True)])
     return _array_histogram(_image_array(image, path), path)

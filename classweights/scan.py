@@ -110,8 +110,8 @@ def scan(
     """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
 
     With ``regions``, a folder of region masks, only the pixels inside each mask's region
-    count (`masks.pair_regions`, by ``pair_key``: `masks.sample_id`). A mask that cannot be read raises `MaskError`, or with
-    ``skip_errors`` is listed in ``counts.errors``. A value that may not occur (a label out of
+    count (`masks.pair_regions`, paired by ``pair_key``: `masks.sample_id`). A mask that
+    cannot be read raises `MaskError`, or with ``skip_errors`` is listed in ``counts.errors``. A value that may not occur (a label out of
     range, a colour missing from the colour map) raises `InputError` naming example files,
     or without ``strict`` is left in ``counts.unexpected``.
     """

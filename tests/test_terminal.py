@@ -185,7 +185,9 @@ def test_drive_pairs_labels_regions_and_images_by_number(tmp_path):
     )  # fmt: skip
     # Per mask, inside the field of view: (0,1)=1 (0,2)=1 (1,1)=0 (1,2)=1: 1 background, 3 vessel.
     assert [c["pixels"] for c in doc["classes"]] == [2, 6]
-    preset = run_json("scan", base / "1st_manual", "--preset", "drive", "--roi", base / "mask", "-q")
+    preset = run_json(
+        "scan", base / "1st_manual", "--preset", "drive", "--roi", base / "mask", "-q"
+    )
     assert [c["pixels"] for c in preset["classes"]] == [2, 6]
     ok = run("check", base / "1st_manual", "--preset", "drive", "--images", base / "images")
     assert ok.exit_code == 0 and ok.stdout == "ok: 2 masks, every rule holds\n"
