@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError
 from .masks import Histogram, MaskFile, ReadOptions
 

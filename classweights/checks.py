@@ -15,7 +15,7 @@ import numpy as np
 
 from .counting import MAX_EXAMPLES, MAX_VALUES, MORE, ClassCounts
 from .errors import InputError, MaskError, one_line
-from .masks import MaskFile, find_masks, mask_size, refuse_twins, shape_text, stem
+from .masks import MaskFile, find_masks, mask_size, refuse_twins, sample_id, shape_text, stem
 from .report import settings_differ
 from .scan import ScanResult
 
@@ -47,6 +47,7 @@ class Rules:
     min_share: dict[str, float] = field(default_factory=dict)
     max_imbalance: float | None = None
     images: str | None = None
+    pair_key: str | None = None  # how masks and images pair: `masks.sample_id`
     baseline: ScanResult | None = None
     max_drift: float | None = None
 
@@ -74,7 +75,7 @@ _UNEXPECTED_RULES = {"label": "num-classes", "value": "allowed-values", "colour"
 
 
 def _unexpected(result: ScanResult) -> list[Violation]:
-    violations = []
+    violations: list[Violation] = []
     for key, tally in result.counts.unexpected.items():
         if key == MORE:  # the tally is bounded: no output grows without bound with the data
             message = (
@@ -117,7 +118,7 @@ def _require_classes(result: ScanResult, rules: Rules, masks) -> list[Violation]
     if not rules.require_classes:
         return []
     if list(rules.require_classes) == ["all"]:
-        wanted = range(result.counts.num_classes)
+        wanted = list(range(result.counts.num_classes))
     else:
         wanted = [_class_id(result, c) for c in rules.require_classes]
     missing = [c for c in wanted if result.counts.pixels[c] == 0]
@@ -175,8 +176,9 @@ def _max_drift(result: ScanResult, rules: Rules, masks) -> list[Violation]:
         violations.append(
             Violation(
                 "max-drift",
-                f"{_label(result, c)} moved from {before[c]:.4%} to {now[c]:.4%} of the pixels, "
-                f"more than {rules.max_drift:.4%}",
+                f"{_label(result, int(c))} share moved from {before[c]:.4%} to {now[c]:.4%}, "
+                f"by {100 * abs(now[c] - before[c]):.4g} points, more than "
+                f"{100 * rules.max_drift:.4g}",
             )
         )
     return violations
@@ -186,10 +188,10 @@ def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list
     if rules.images is None:
         return []
     found = find_masks([rules.images])
-    refuse_twins(found)
-    refuse_twins(masks)
-    images = {stem(m.name): m for m in found}
-    labels = {stem(m.name): m for m in masks}
+    refuse_twins(found, rules.pair_key)
+    refuse_twins(masks, rules.pair_key)
+    images = {sample_id(m.name, rules.pair_key, m.path): m for m in found}
+    labels = {sample_id(m.name, rules.pair_key, m.path): m for m in masks}
     lonely_masks = [labels[k].path for k in sorted(labels.keys() - images.keys())]
     lonely_images = [images[k].path for k in sorted(images.keys() - labels.keys())]
     resized = []
@@ -204,15 +206,17 @@ def _images(result: ScanResult, rules: Rules, masks: Sequence[MaskFile]) -> list
                 (labels[key].path, f"{shape_text(label_size)}, its image {shape_text(image_size)}")
             )
     violations = []
-    for found, message in (
-        (lonely_masks, "masks have no image"),
-        (lonely_images, "images have no mask"),
+    for lonely, one, many in (
+        (lonely_masks, "mask has no image", "masks have no image"),
+        (lonely_images, "image has no mask", "images have no mask"),
     ):
-        if found:
-            examples = tuple((path, "alone") for path in found[:MAX_EXAMPLES])
-            violations.append(Violation("images", f"{len(found):,} {message}", examples))
+        if lonely:
+            examples = tuple((path, "alone") for path in lonely[:MAX_EXAMPLES])
+            message = f"{len(lonely):,} {one if len(lonely) == 1 else many}"
+            violations.append(Violation("images", message, examples))
     if resized:
-        message = f"{len(resized):,} masks differ in size from their image"
+        differ = "mask differs" if len(resized) == 1 else "masks differ"
+        message = f"{len(resized):,} {differ} in size from their image"
         violations.append(Violation("images", message, tuple(resized[:MAX_EXAMPLES])))
     return violations
 
@@ -232,9 +236,9 @@ def _text(result: ScanResult, violations: list[Violation]) -> str:
     files = result.source.files
     if violations:
         noun = "violation" if len(violations) == 1 else "violations"
-        lines.append(f"{len(violations)} {noun} in {files:,} masks")
+        lines.append(f"{len(violations)} {noun} in {files:,} {_masks(files)}")
     else:
-        lines.append(f"ok: {files:,} masks, every rule holds")
+        lines.append(f"ok: {files:,} {_masks(files)}, every rule holds")
     return "\n".join(lines) + "\n"
 
 
@@ -252,6 +256,10 @@ def _json(result: ScanResult, violations: list[Violation]) -> str:
         ],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _masks(count: int) -> str:
+    return "mask" if count == 1 else "masks"
 
 
 #: ``check --format``: how the violations are written out.

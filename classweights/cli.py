@@ -2,47 +2,143 @@
 
 Every command parses its options into library objects, calls the library, and writes one
 document to stdout (or ``-o``); people's output goes to stderr through `display.Display`.
-Library errors become one line and their exit code: 2 usage, 3 input (DESIGN.md).
+Library errors become one line and their exit code: 2 usage, 3 input (docs/design.md,
+"Streams and exit codes").
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import inspect
 import os
+import re
 import signal
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from .checks import CHECK_FORMATS, Rules, check
-from .counting import LabelSpec
+from ._version import __version__
 from .errors import ClassWeightsError, one_line
-from .labelmaps import ColorMap, load_colors, load_map, load_names
-from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
-from .report import DIGITS, FORMATS, document, load, merge, write_output
-from .scan import ScanResult, check_shard, scan, shard_of
-from .sources import freeze, parse_storage_options
-from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
+
+
+class _Deferred:
+    """A name of a module that is imported when the name is first called or read: the
+    commands import numpy and the decoders, ``--help`` and ``--version`` do not."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def get(self) -> Any:
+        return getattr(importlib.import_module(f"classweights.{self.module}"), self.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.get()(*args, **kwargs)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.get()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.get())
+
+
+def _deferred(module: str, *names: str) -> list[Any]:
+    return [_Deferred(module, name) for name in names]
+
 
 if TYPE_CHECKING:
+    from .checks import CHECK_FORMATS, Rules, check
+    from .counting import LabelSpec
     from .display import Display
+    from .labelmaps import ColorMap, load_colors, load_map, load_names
+    from .masks import MAX_PIXELS, ReadOptions, find_masks
+    from .report import DIGITS, FORMATS, document, load, merge, write_output
+    from .scan import ScanResult, check_shard, scan, shard_of
+    from .sources import freeze, parse_storage_options
+    from .targets import TARGETS, shape_for
+    from .weights import ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights
+else:
+    CHECK_FORMATS, Rules, check = _deferred("checks", "CHECK_FORMATS", "Rules", "check")
+    (LabelSpec,) = _deferred("counting", "LabelSpec")
+    ColorMap, load_colors, load_map, load_names = _deferred(
+        "labelmaps", "ColorMap", "load_colors", "load_map", "load_names"
+    )
+    MAX_PIXELS, ReadOptions, find_masks = _deferred(
+        "masks", "MAX_PIXELS", "ReadOptions", "find_masks"
+    )
+    DIGITS, FORMATS, document, load, merge, write_output = _deferred(
+        "report", "DIGITS", "FORMATS", "document", "load", "merge", "write_output"
+    )
+    check_shard, scan, shard_of = _deferred("scan", "check_shard", "scan", "shard_of")
+    freeze, parse_storage_options = _deferred("sources", "freeze", "parse_storage_options")
+    TARGETS, shape_for = _deferred("targets", "TARGETS", "shape_for")
+    ALIASES, ENET_C, METHODS, MISSING, NORMALIZATIONS, Params, compute_weights = _deferred(
+        "weights", "ALIASES", "ENET_C", "METHODS", "MISSING", "NORMALIZATIONS", "Params",
+        "compute_weights",
+    )
+
+
+class _Choice(click.Choice):
+    """A choice among the names of registries that are looked up when first needed."""
+
+    def __init__(self, *registries: Any) -> None:
+        self.registries = registries
+        self.case_sensitive = True
+
+    @property  # type: ignore[override]  # click's is set once; here it is looked up
+    def choices(self) -> tuple[str, ...]:
+        return tuple(name for registry in self.registries for name in registry)
+
+    @choices.setter
+    def choices(self, value: tuple[str, ...]) -> None:
+        raise AttributeError("the choices are the registries' names")
+
+
+#: The flag of each library parameter that messages name, where it is not the parameter's
+#: name with dashes; `_flags` rewrites the library's words into the command line's.
+_FLAG_NAMES = {"mapping": "--map"}
+
+#: Parameters whose name is a word of its own ("missing", "colors") are rewritten only in
+#: ``name=value`` form; the others also bare (``num_classes``).
+_PARAMETERS = ("ignore_index", "num_classes", "mapping", "unknown_colors", "colors", "missing",
+               "max_pixels", "npz_key", "workers", "pair_key")  # fmt: skip
+
+_PARAMETER = re.compile(
+    r"(?<!['\"])\b(" + "|".join(_PARAMETERS) + r")(?:=(\{(\w+): (\w+)\}|'[^']*'|[\w.]+)|\b(?!=))"
+)
+
+
+def _flags(message: str) -> str:
+    """Return a library message with its parameters named as flags: ``ignore_index=255``
+    becomes ``--ignore-index 255``, ``mapping={255: DST}`` becomes ``--map 255:DST``."""
+
+    def flag(match: re.Match) -> str:
+        name, value, source, target = match.groups()
+        option = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        if value is None:
+            return option if "_" in name else name  # "missing" alone is a word
+        if source is not None:
+            value = f"{source}:{target}"
+        if re.fullmatch(r"'\w+'", value):  # a quoted word needs no quotes in a shell
+            value = value[1:-1]
+        return f"{option} {value}"
+
+    return _PARAMETER.sub(flag, message)
 
 
 class _Failure(click.ClickException):
     """A library error on its way out: one line on stderr and the error's own exit code."""
 
     def __init__(self, error: ClassWeightsError) -> None:
-        super().__init__(error.command_line())
-        self.exit_code = error.exit_code
+        super().__init__(_flags(error.command_line()))
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click's is a class default
 
     def format_message(self) -> str:
         # The one place error lines are formatted: a newline in a file name never splits one.
@@ -65,9 +161,12 @@ def _say_interrupted() -> None:
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
+        _shown.clear()
         try:
             return super().invoke(ctx)
         except ClassWeightsError as error:
+            for display in _shown:  # what was found before the error, then the error
+                display.flush()
             raise _Failure(error) from None
         except KeyboardInterrupt:  # raised by the library itself, or under CliRunner
             _say_interrupted()
@@ -80,15 +179,25 @@ class _Silent:
     def warn(self, message: str) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     @contextmanager
     def progress(self) -> Iterator[None]:
         yield None
 
-    def summary(self, doc: dict) -> None:
+    def summary(self, doc: dict, *, pos_weight: bool = False) -> None:
+        pass
+
+    def done(self, output: str | None) -> None:
         pass
 
 
-def _display(quiet: bool):
+#: The displays of the command running, whose warnings an error flushes first.
+_shown: list[Display] = []
+
+
+def _display(quiet: bool) -> Display | _Silent:
     """Return what shows progress, the table and warnings on stderr (`display.Display`)."""
     if quiet:
         return _Silent()
@@ -98,6 +207,7 @@ def _display(quiet: bool):
     warn = display.warn
     # A warning is one line, as an error is (`_Failure`): a file name cannot split it.
     display.warn = lambda message: warn(one_line(message))  # type: ignore[method-assign]
+    _shown.append(display)
     return display
 
 
@@ -134,6 +244,18 @@ def _check_clip(ctx: click.Context, param: click.Parameter, value: float | None)
     return value
 
 
+def _check_pair_key(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    try:
+        groups = re.compile(value).groups
+    except re.error as error:
+        raise click.BadParameter(f"{value!r} is not a regular expression: {error}") from None
+    if groups != 1:
+        raise click.BadParameter(f"{value!r} has {groups} groups; the sample id is its one group")
+    return value
+
+
 def _check_output(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan, so that a typo in -o does not cost a whole scan.
     if value is not None and value != "-":
@@ -167,7 +289,7 @@ def _options(*options: Callable) -> Callable:
 label_options = _options(
     click.option(
         "--preset",
-        type=click.Choice(list(PRESETS)),
+        type=click.Choice(list(PRESETS), case_sensitive=False),
         help="A dataset's classes, names, map and ignore values (see `classweights presets`).",
     ),
     click.option(
@@ -223,6 +345,13 @@ label_options = _options(
         type=click.Path(file_okay=False),
         help="Folder of region masks: count only pixels where the same-named mask is non-zero.",
     ),
+    click.option(
+        "--pair-key",
+        metavar="REGEX",
+        callback=_check_pair_key,
+        help="How --roi and check --images pair files: the sample id is this regex's group, "
+        "searched in the name without extension, e.g. '^(\\d+)_' [default: the whole name].",
+    ),
     click.option("--npz-key", metavar="KEY", help="The array to read from .npz files."),
     click.option(
         "--column",
@@ -241,8 +370,8 @@ label_options = _options(
     click.option(
         "--max-pixels",
         type=click.IntRange(min=1),
-        default=MAX_PIXELS,
-        show_default=True,
+        default=_Deferred("masks", "MAX_PIXELS").get,
+        show_default="Pillow's limit",
         help="Largest image to decode, a guard against decompression bombs.",
     ),
     click.option(
@@ -321,6 +450,7 @@ class _Reading:
     colour_names: dict[int, str]
     pattern: str | None
     roi: str | None
+    pair_key: str | None
     options: ReadOptions
     workers: int | None
 
@@ -337,6 +467,7 @@ def _reading(
     class_names: str | None,
     pattern: str | None,
     roi: str | None,
+    pair_key: str | None,
     npz_key: str | None,
     column: str | None,
     storage_option: tuple[tuple[str, object], ...],
@@ -376,7 +507,10 @@ def _reading(
         unknown_colors=unknown_colors,
     )
     options = ReadOptions(npz_key, max_pixels, storage_option, column)
-    return _Reading(spec, names, colour_map.names, pattern or base.glob, roi, options, workers)
+    pair_key = pair_key or base.pair_key
+    return _Reading(
+        spec, names, colour_map.names, pattern or base.glob, roi, pair_key, options, workers
+    )
 
 
 def _scan(
@@ -398,6 +532,7 @@ def _scan(
             reading.spec,
             pattern=reading.pattern,
             regions=reading.roi,
+            pair_key=reading.pair_key,
             options=reading.options,
             names=reading.names,
             workers=workers,
@@ -409,7 +544,7 @@ def _scan(
         names = tuple(reading.colour_names.get(c) for c in range(result.counts.num_classes))
         result = replace(result, names=names)
     for warning in result.warnings:
-        display.warn(warning)
+        display.warn(_flags(warning))
     return result
 
 
@@ -419,21 +554,21 @@ _READING_OPTIONS = list(inspect.signature(_reading).parameters)
 weight_options = _options(
     click.option(
         "--method",
-        type=click.Choice([*METHODS, *ALIASES]),
+        type=_Choice(METHODS, ALIASES),
         default="median",
         show_default=True,
         help="Weight formula (balanced = inverse, mfb = median).",
     ),
     click.option(
         "--normalize",
-        type=click.Choice(list(NORMALIZATIONS)),
+        type=_Choice(NORMALIZATIONS),
         default="none",
         show_default=True,
         help="Rescale the weights so their mean, sum, pixel-weighted mean, max or min is 1.",
     ),
     click.option(
         "--missing",
-        type=click.Choice(list(MISSING)),
+        type=_Choice(MISSING),
         default="zero",
         show_default=True,
         help="Weight of a class with no pixels.",
@@ -453,8 +588,8 @@ weight_options = _options(
     click.option(
         "--enet-c",
         type=click.FloatRange(min=1, min_open=True),
-        default=ENET_C,
-        show_default=True,
+        default=_Deferred("weights", "ENET_C").get,
+        show_default="1.02",
         help="ENet's c0 in 1 / ln(c0 + p).",
     ),
     click.option(
@@ -468,17 +603,23 @@ output_options = _options(
     click.option(
         "--format",
         "fmt",
-        type=click.Choice(list(FORMATS)),
+        type=_Choice(FORMATS),
         default="json",
         show_default=True,
         help="Document format; list is the bare weight list.",
     ),
     click.option(
+        "--for",
+        "target",
+        type=_Choice(TARGETS),
+        help="Write only what one consumer takes, in its shape (json or yaml), e.g. torch-ce.",
+    ),
+    click.option(
         "--digits",
         type=click.IntRange(1, 17),
-        default=DIGITS,
-        show_default=True,
-        help="Significant digits of weights and frequencies.",
+        default=_Deferred("report", "DIGITS").get,
+        show_default="6",
+        help="Significant digits of weights and shares (the report's frequency field).",
     ),
     click.option(
         "-o",
@@ -492,7 +633,7 @@ output_options = _options(
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="classweights")
+@click.version_option(__version__, "--version", "-V", prog_name="classweights")
 def cli() -> None:
     """Per-class pixel statistics and class weights from semantic-segmentation masks.
 
@@ -528,6 +669,8 @@ def scan_command(paths, skip_errors, **options) -> None:
     scale = {k: options.pop(k) for k in _SCALE_OPTIONS}
     display = _display(options["quiet"])
     result = _scan(paths, reading, display, skip_errors=skip_errors, **scale)
+    # The document of a command-line run names flags too.
+    result.counts.errors[:] = [(path, _flags(error)) for path, error in result.counts.errors]
     for path, error in result.counts.errors:
         display.warn(f"skipped {path}: {error}")
     _emit(result, display, **options)
@@ -537,7 +680,7 @@ def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None)
     """Parse ``0-18,255`` into (0, 1, ..., 18, 255)."""
     if value is None:
         return None
-    values = []
+    values: list[int] = []
     for part in value.split(","):
         low, dash, high = part.strip().partition("-")
         try:
@@ -590,7 +733,8 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option(
     "--images",
     type=click.Path(file_okay=False, exists=True),
-    help="Folder of images: each mask has one of the same stem and size, and each image a mask.",
+    help="Folder of images: each mask has one of the same sample id (--pair-key) and size, "
+    "and each image a mask.",
 )
 @click.option(
     "--baseline",
@@ -669,6 +813,7 @@ def check_command(
         min_share=min_share,
         max_imbalance=max_imbalance,
         images=images,
+        pair_key=reading.pair_key,
         baseline=baseline,
         max_drift=max_drift,
     )
@@ -682,19 +827,25 @@ def check_command(
         index, count = scale["shard"]
         masks = [mask for mask in masks if shard_of(mask.name, count) == index]
     violations = check(result, rules, masks)
-    _write(CHECK_FORMATS[fmt](result, violations), output)
+    _write(_flags(CHECK_FORMATS[fmt](result, violations)), output)
+    display.done(output)
     if violations:
         raise click.exceptions.Exit(1)
 
 
 @cli.command("presets")
-def presets_command() -> None:
-    """List the dataset presets that --preset takes, with what each sets.
+@click.argument("name", required=False, type=click.Choice(list(PRESETS), case_sensitive=False))
+def presets_command(name: str | None) -> None:
+    """List the dataset presets that --preset takes, with what each sets; with NAME, that
+    preset's classes, one line each (id, name), and what it maps and ignores.
 
     Example:
 
-        classweights presets
+        classweights presets cityscapes
     """
+    if name:
+        _show_preset(PRESETS[name])
+        return
     for name, preset in PRESETS.items():
         settings = [f"{preset.num_classes} classes"]
         if preset.ignore_index:
@@ -705,7 +856,26 @@ def presets_command() -> None:
             settings.append("reduce-zero-label")
         if preset.glob:
             settings.append(f"glob {preset.glob}")
+        if preset.pair_key:
+            settings.append(f"pair key {preset.pair_key}")
         click.echo(f"{name}: {preset.description} ({'; '.join(settings)})")
+
+
+def _show_preset(preset: Preset) -> None:
+    click.echo(preset.description)
+    for class_id, class_name in enumerate(preset.names):
+        click.echo(f"{class_id:>4}  {class_name}")
+    if preset.ignore_index:
+        click.echo(f"ignored: {', '.join(map(str, preset.ignore_index))}")
+    if preset.reduce_zero_label:
+        click.echo("raw 0 ignored, every other raw value v counted as v - 1 (reduce-zero-label)")
+    if preset.mapping:
+        pairs = ", ".join(f"{src}:{dst}" for src, dst in preset.mapping)
+        click.echo(f"raw values mapped (raw:class): {pairs}")
+    if preset.glob:
+        click.echo(f"masks: {preset.glob}")
+    if preset.pair_key:
+        click.echo(f"pairs files by the sample id {preset.pair_key} finds (--pair-key)")
 
 
 @cli.command("weights")
@@ -760,11 +930,15 @@ def _emit(
     enet_c: float,
     beta: float | None,
     fmt: str,
+    target: str | None,
     digits: int,
     output: str | None,
     quiet: bool,
 ) -> None:
-    """Derive the weights, show the table and warnings, and write the document."""
+    """Derive the weights, show the table and warnings, and write the document (or, with
+    ``target``, what that consumer takes)."""
+    if target and fmt not in ("json", "yaml"):
+        raise click.UsageError(f"--for {target} writes json or yaml, not --format {fmt}")
     weights = compute_weights(
         result.counts,
         method,
@@ -774,13 +948,34 @@ def _emit(
         params=Params(enet_c=enet_c, beta=beta),
     )
     doc = document(result, weights, digits=digits)
-    display.summary(doc)
+    out: dict = doc
+    notes: list[str] = []
+    if target:
+        import numpy as np  # here: --help and --version do not pay for numpy
+
+        # The weights as the report rounds them (--digits), so both documents agree.
+        rounded = replace(weights, weights=np.array(doc["weights"]), pos_weight=doc["pos_weight"])
+        out, notes = shape_for(target, result, rounded)
+    if fmt == "html":  # the page shows the scan's warnings too (the report does not hold them)
+        out = {**doc, "warnings": [_flags(warning) for warning in result.warnings]}
+    _write(FORMATS[fmt](out), output)
+    # After the document, so that in a terminal the table and warnings do not scroll away.
+    display.summary(doc, pos_weight=target == "torch-bce")
     if weights.absent and missing != "error":
         display.warn(
-            f"classes with no pixels: {_id_ranges(weights.absent)}; "
+            f"classes with no pixels: {_class_list(weights.absent, result.names)}; "
             f"their weight is {missing} (--missing {missing})"
         )
-    _write(FORMATS[fmt](doc), output)
+    for note in notes:
+        display.warn(_flags(note))
+    display.done(output)
+
+
+def _class_list(ids: list[int], names: Sequence[str | None] | None) -> str:
+    """Return class ids by name where known ("3 car, 4 bus"), else as short ranges."""
+    if names and all(names[i] for i in ids):
+        return ", ".join(f"{i} {names[i]}" for i in ids)
+    return _id_ranges(ids)
 
 
 def _write(text: str, output: str | None) -> None:

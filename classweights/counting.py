@@ -1,6 +1,6 @@
 """The counting model: per-class pixel statistics as sums that add up across masks and shards.
 
-For every class c, over all masks (DESIGN.md, "Counting model"):
+For every class c, over all masks (docs/design.md, "Counting model"):
 
 - ``pixels[c]``: pixels labelled c;
 - ``images[c]``: masks in which c occurs at least once;
@@ -16,15 +16,16 @@ say everything that is wrong with a dataset.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .errors import ConventionError, MaskError
 from .masks import TABLE_SIZE, Histogram, colour_hex
+from .presets import find_preset
 
 #: Without ``--num-classes`` the class count is the largest label + 1; past this, a label is
 #: far more likely an id space (instance ids, colours packed in an int) than a class.
@@ -72,7 +73,50 @@ class LabelSpec:
     unknown_colors: str = "error"
     allowed_values: tuple[int, ...] | None = None
 
+    if TYPE_CHECKING:  # what the constructor takes; __post_init__ makes the fields canonical
+
+        def __init__(
+            self,
+            num_classes: int | None = None,
+            ignore_index: int | Iterable[int] = (),
+            mapping: Mapping[int, int] | Iterable[tuple[int, int]] = (),
+            reduce_zero_label: bool = False,
+            colors: Iterable[tuple[int, int]] = (),
+            unknown_colors: str = "error",
+            allowed_values: Iterable[int] | None = None,
+        ) -> None: ...
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> LabelSpec:
+        """Return the label settings of a dataset preset (`presets.PRESETS`), by name.
+
+        Parameters
+        ----------
+        name : str
+            A key of `presets.PRESETS`: ``"cityscapes"``, ``"voc"``, ``"camvid"``... (any case).
+        **overrides
+            Fields that replace the preset's, e.g. ``ignore_index=255``.
+
+        Examples
+        --------
+        >>> LabelSpec.from_preset("camvid").ignore_index
+        (11,)
+        """
+        preset = find_preset(name)
+        fields = {
+            "num_classes": preset.num_classes,
+            "ignore_index": preset.ignore_index,
+            "mapping": preset.mapping,
+            "reduce_zero_label": preset.reduce_zero_label,
+        }
+        return cls(**{**fields, **overrides})
+
     def __post_init__(self) -> None:
+        # A scalar is one value, a mapping its (source, destination) pairs.
+        if isinstance(self.ignore_index, (int, np.integer)):
+            object.__setattr__(self, "ignore_index", (self.ignore_index,))
+        if isinstance(self.mapping, Mapping):
+            object.__setattr__(self, "mapping", tuple(self.mapping.items()))
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, not {self.num_classes}")
         if self.unknown_colors not in ("error", "ignore"):
@@ -138,7 +182,7 @@ class LabelSpec:
         if histogram.colour:
             if not self.colors:
                 raise MaskError(
-                    path, "is a colour (RGB) mask; map its colours to class ids with --colors FILE"
+                    path, "is a colour (RGB) mask; map its colours to class ids with colors=FILE"
                 )
             ids, known = _lookup(*self._lookups["colors"], values)
             if self.unknown_colors == "ignore":
@@ -171,19 +215,22 @@ class LabelSpec:
         if self.num_classes is None:
             return f"label {value} is too large to be a class id"
         return (
-            f"label {value} is outside 0..{self.num_classes - 1} (--num-classes {self.num_classes})"
+            f"label {value} is outside 0..{self.num_classes - 1} (num_classes={self.num_classes})"
         )
 
     def advice(self, key: Key) -> str:
         """Return what to do about an unexpected value."""
         kind, value = key
         if kind == "colour":
-            return "add it to the colour map, or pass --unknown-colors ignore"
+            return "add it to the colour map, or pass unknown_colors='ignore'"
         if kind == "value":
             return "fix the masks, or allow it"
         if self.num_classes is None and value >= 0:
-            return f"pass --num-classes, --ignore-index {value} or --map {value}:DST"
-        return f"pass --ignore-index {value} if it marks pixels to leave out, or --map {value}:DST"
+            return f"pass num_classes, ignore_index={value} or mapping={{{value}: DST}}"
+        return (
+            f"pass ignore_index={value} if it marks pixels to leave out, "
+            f"or mapping={{{value}: DST}}"
+        )
 
 
 @cache
@@ -280,7 +327,8 @@ class ClassCounts:
     @classmethod
     def zeros(cls, num_classes: int = 0) -> ClassCounts:
         """Return empty counts for ``num_classes`` classes."""
-        return cls(*(np.zeros(num_classes, np.int64) for _ in range(3)))
+        pixels, images, image_pixels = (np.zeros(num_classes, np.int64) for _ in range(3))
+        return cls(pixels, images, image_pixels)
 
     @property
     def num_classes(self) -> int:
@@ -303,9 +351,13 @@ class ClassCounts:
             raise ValueError(f"cannot shrink counts of {self.num_classes} classes to {num_classes}")
         if pad == 0:
             return self
-        grown = [np.concatenate([a, np.zeros(pad, np.int64)]) for a in self._arrays()]
+        pixels, images, image_pixels = (
+            np.concatenate([a, np.zeros(pad, np.int64)]) for a in self._arrays()
+        )
         unexpected, errors = dict(self.unexpected), list(self.errors)
-        return ClassCounts(*grown, self.files, self.ignored, unexpected, errors, self.lossy)
+        return ClassCounts(
+            pixels, images, image_pixels, self.files, self.ignored, unexpected, errors, self.lossy
+        )
 
     def add_mask(self, histogram: Histogram, spec: LabelSpec, path: str) -> None:
         """Add one mask, given as its raw-value histogram, to these counts (in place)."""
@@ -378,8 +430,13 @@ class ClassCounts:
         unexpected = dict(a.unexpected)
         for key, tally in b.unexpected.items():
             unexpected[key] = unexpected[key] + tally if key in unexpected else tally
+        pixels, images, image_pixels = (
+            x + y for x, y in zip(a._arrays(), b._arrays(), strict=True)
+        )
         return ClassCounts(
-            *(x + y for x, y in zip(a._arrays(), b._arrays(), strict=True)),
+            pixels,
+            images,
+            image_pixels,
             files=a.files + b.files,
             ignored=a.ignored + b.ignored,
             unexpected=_bounded(unexpected),

@@ -1,11 +1,14 @@
 """What people see, all of it on stderr through rich: progress, the summary table, warnings.
 
 stdout is left to the document alone, so ``classweights scan masks/ > weights.json`` and
-``| jq .weights`` always get exactly one document.
+``| jq .weights`` always get exactly one document. The table, the warnings and a closing
+line come after the document, so that in a terminal they are what stays on screen.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,11 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    SpinnerColumn,
     Task,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -28,10 +32,40 @@ from .scan import Progress as ProgressCallback
 #: Above this many classes the table lists only the classes that occur.
 TABLE_ALL_CLASSES = 64
 
+#: The share bar: this many cells for shares from 10^-SHARE_DECADES to 1, on a log scale, so
+#: that a class of 0.01% still shows and the imbalance is seen, not read.
+SHARE_BAR_WIDTH, SHARE_DECADES = 12, 6
+
+#: How often the bar redraws (spinner, elapsed time) while a task of many masks runs.
+REFRESH_PER_SECOND = 8
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """Return ``1 file``, ``2 files``, ``1,234 files`` (``words``: the plural, if not word+s)."""
+    return f"{count:,} " + (word if count == 1 else words or word + "s")
+
+
+def share_bar(share: float) -> str:
+    """Return a bar whose length is the share's order of magnitude: one cell per
+    ``SHARE_DECADES / SHARE_BAR_WIDTH`` decades above 10^-SHARE_DECADES, one cell at least."""
+    if share <= 0:
+        return ""
+    cells = round(SHARE_BAR_WIDTH * (1 + math.log10(share) / SHARE_DECADES))
+    return "█" * min(SHARE_BAR_WIDTH, max(1, cells))
+
+
+class _CountColumn(ProgressColumn):
+    """``done/total masks``; the total is kept in a field, so that the bar pulses (total
+    None) until the first masks are counted, rather than sit at 0."""
+
+    def render(self, task: Task) -> Text:
+        total = task.fields.get("masks")
+        return Text(f"{task.completed:,.0f}/{total:,} masks" if total else "", "progress.download")
+
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} files/s" if task.speed else "", style="progress.data.speed")
+        return Text(f"{task.speed:,.0f} masks/s" if task.speed else "", style="progress.data.speed")
 
 
 class Display:
@@ -39,40 +73,73 @@ class Display:
 
     def __init__(self) -> None:
         self.console = Console(stderr=True)
+        self._pending: list[str] = []
+        self._scanned: tuple[int, float] | None = None  # masks, seconds
 
     def warn(self, message: str) -> None:
-        self.console.print(
-            f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
-        )
+        """Keep a warning for `flush`: it is shown after the document and the table."""
+        self._pending.append(message)
+
+    def flush(self) -> None:
+        """Show the warnings kept so far, each wrapped at word boundaries; a message of parts
+        joined by `` | `` (one per value, with example files) gets a line per part."""
+        for message in self._pending:
+            first, *rest = message.split(" | ")
+            text = Text.assemble(("warning: ", "yellow"), first)
+            for part in rest:
+                text.append("\n  " + part)
+            # Wrapped to the terminal's width; in a log, one line a message, for grep.
+            self.console.print(text, highlight=False, soft_wrap=not self.console.is_terminal)
+        self._pending = []
 
     @contextmanager
-    def progress(self) -> Iterator[ProgressCallback | None]:
-        """Yield a progress callback that draws a bar, or None when stderr is not a terminal."""
-        if not self.console.is_terminal:
-            yield None
-            return
-        # No auto-refresh: no drawing thread runs while the scan forks its workers.
-        bar = Progress(
-            TextColumn("scanning"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("files"),
-            _RateColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-            auto_refresh=False,
-        )
-        task = bar.add_task("scan", total=None)
+    def progress(self) -> Iterator[ProgressCallback]:
+        """Yield a progress callback: a bar with a spinner and the elapsed time when stderr is
+        a terminal; in any case it keeps the count and the time for `done`."""
+        start = time.perf_counter()
+        masks = 0
+        bar = None
+        if self.console.is_terminal:
+            bar = Progress(
+                SpinnerColumn(),
+                TextColumn("scanning"),
+                BarColumn(),
+                _CountColumn(),
+                _RateColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+                auto_refresh=True,
+                refresh_per_second=REFRESH_PER_SECOND,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+        task = bar.add_task("scan", total=None, masks=0) if bar else None
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, refresh=True)
+            nonlocal masks
+            masks = done
+            if bar is None or task is None:
+                return
+            if not bar.live.is_started:
+                # Started on the first report, which comes after the workers are forked: the
+                # bar's drawing thread must not exist when a process forks.
+                bar.start()
+            # A pulsing bar until the first masks are counted: a large first task can take
+            # many seconds, and a bar at 0 looks stuck where a moving one does not.
+            bar.update(task, completed=done, total=total if done else None, masks=total)
 
-        with bar:
+        try:
             yield update
+        finally:
+            if bar is not None and bar.live.is_started:
+                bar.stop()
+            self._scanned = (masks, time.perf_counter() - start)
 
-    def summary(self, doc: dict) -> None:
-        """Print the per-class table of a report document."""
+    def summary(self, doc: dict, *, pos_weight: bool = False) -> None:
+        """Print the per-class table of a report document (with its ``pos_weight`` column
+        when asked), then the warnings kept so far."""
         classes = doc["classes"]
         shown = (
             classes if len(classes) <= TABLE_ALL_CLASSES else [c for c in classes if c["pixels"]]
@@ -81,27 +148,53 @@ class Display:
             title=f"{doc['method']} weights, normalize {doc['normalize']}",
             caption=self._caption(doc, len(classes) - len(shown)),
         )
-        for header in ("id", "name", "pixels", "share", "images", "weight"):
-            table.add_column(header, justify="left" if header == "name" else "right")
+        headers = ["id", "name", "pixels", "share", "share (log)", "images", "weight"]
+        if pos_weight:
+            headers.append("pos_weight")
+        for header in headers:
+            left = header in ("name", "share (log)")
+            table.add_column(header, justify="left" if left else "right")
+        pos = doc["pos_weight"]
         for c in shown:
-            table.add_row(
+            row = [
                 str(c["id"]),
                 escape(c["name"] or ""),
                 f"{c['pixels']:,}",
                 f"{100 * c['frequency']:.2f}%",
+                share_bar(c["frequency"]),
                 f"{c['images']:,}",
                 f"{c['weight']:.4g}",
-                style=None if c["pixels"] else "dim",
-            )
+            ]
+            if pos_weight:
+                # One logit for two classes: its pos_weight belongs to class 1.
+                at = c["id"] - 1 if len(pos) == 1 else c["id"]
+                row.append(f"{pos[at]:.4g}" if 0 <= at < len(pos) else "")
+            table.add_row(*row, style=None if c["pixels"] else "dim")
         self.console.print(table)
+        self.flush()
 
     @staticmethod
     def _caption(doc: dict, hidden: int) -> str:
         totals = doc["totals"]
         caption = (
-            f"{totals['files']:,} files, {totals['pixels']:,} pixels counted, "
+            f"{plural(totals['files'], 'mask')}, {plural(totals['pixels'], 'pixel')} counted, "
             f"{totals['ignored']:,} ignored"
         )
+        skipped = len(doc.get("errors", []))
+        if skipped:
+            caption += f"; {plural(skipped, 'file')} skipped (--skip-errors)"
         if hidden:
-            caption += f"; {hidden} classes with no pixels not shown"
+            caption += f"; {plural(hidden, 'class', 'classes')} with no pixels not shown"
         return caption
+
+    def done(self, output: str | None) -> None:
+        """Print the warnings left and the closing line: where the document went, and how
+        many masks were scanned how fast."""
+        self.flush()
+        line = f"wrote {output}" if output else "done"
+        if self._scanned is not None:
+            masks, seconds = self._scanned
+            line += f": {plural(masks, 'mask')} in {seconds:.1f} s"
+            if seconds > 0 and masks:
+                line += f", {masks / seconds:,.0f} masks/s"
+        self.console.print(Text(line, style="dim"), highlight=False)

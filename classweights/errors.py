@@ -88,3 +88,12 @@ def one_line(text: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
         raw = text.encode("utf-8", "backslashreplace")
     return raw.decode("utf-8", "backslashreplace").translate(_CONTROL)
+
+
+class ClassWeightsWarning(UserWarning):
+    """What the library warns about through `warnings.warn`: data that looks mislabelled (a
+    sparse label set, JPEG masks) or weights filled in for classes with no pixels.
+
+    Filter them as one category: ``warnings.simplefilter("error", ClassWeightsWarning)``.
+    The command line shows the same messages on stderr instead.
+    """

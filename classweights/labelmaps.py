@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import LabelFileError
 from .masks import pack_rgb
@@ -27,14 +28,14 @@ class ColorMap:
     names: dict[int, str]
 
 
-def parse_color(value: object) -> int:
+def parse_color(value: Any) -> int:
     """Return a colour given as ``#rrggbb``, ``"r,g,b"``, ``"r g b"`` or ``[r, g, b]``, packed."""
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
             return int(text[1:], 16)
         value = re.split(r"[\s,;]+", text.strip("()[]"))
-    channels = [int(c) for c in value]  # type: ignore[union-attr]
+    channels = [int(c) for c in value]
     if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
         raise ValueError(f"{value!r} is not a colour (#rrggbb or three values 0-255)")
     return pack_rgb(*channels)
@@ -214,7 +215,7 @@ def _records(path: str | os.PathLike) -> Iterable[tuple[str, dict]]:
         yield f"entry {number}", {str(k).lower(): v for k, v in entry.items()}
 
 
-def _pairs(path: str | os.PathLike) -> Iterable[tuple[str, tuple[object, object]]]:
+def _pairs(path: str | os.PathLike) -> Iterable[tuple[str, tuple[Any, Any]]]:
     if _suffix(path) == ".csv":
         rows = _csv_rows(path)
         if rows and not rows[0][0].lstrip("-").isdigit():

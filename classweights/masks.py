@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import stat
 import struct
 import zipfile
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -40,7 +41,7 @@ MASK_SUFFIXES = (
 #: Known by the file's content, not its name: a JPEG named .png is still lossy.
 LOSSY_FORMATS = ("JPEG", "MPO")
 
-#: Pillow modes whose pixels are class ids (DESIGN.md, "Mask formats and conventions").
+#: Pillow modes whose pixels are class ids (docs/design.md, "Mask formats and conventions").
 INDEX_MODES = ("P", "L", "1", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 COLOUR_MODES = ("RGB", "RGBA")
 
@@ -98,7 +99,7 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
 def read_file(path: str | os.PathLike) -> bytes:
     """Return all the bytes of the regular file ``path`` (see `open_regular`)."""
     with open_regular(path) as file:
-        return file.readall()
+        return file.read()  # unbuffered: one read of the whole file
 
 
 def check_size(path: object, pixels: int, size: str, options: ReadOptions) -> None:
@@ -107,7 +108,7 @@ def check_size(path: object, pixels: int, size: str, options: ReadOptions) -> No
     if pixels > options.max_pixels:
         raise MaskError(
             path,
-            f"is {size} = {pixels:,} pixels, more than --max-pixels {options.max_pixels:,} "
+            f"is {size} = {pixels:,} pixels, more than max_pixels={options.max_pixels} "
             "(a decompression bomb?)",
         )
 
@@ -175,33 +176,57 @@ def find_masks(
     return list(sources.iter_masks(paths, pattern, storage_options=storage_options, column=column))
 
 
-def pair_regions(masks: list[MaskFile], region_dir: str | os.PathLike) -> list[MaskFile]:
-    """Return ``masks`` each paired with the region mask of the same relative path and stem.
+def pair_regions(
+    masks: list[MaskFile], region_dir: str | os.PathLike, pair_key: str | None = None
+) -> list[MaskFile]:
+    """Return ``masks`` each paired with the region mask of the same sample id (`sample_id`:
+    by default the relative path and stem).
 
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
     Raises `MaskError` naming the first mask that has no region file.
     """
-    regions = {stem(r.name): r.path for r in sources.walk(os.fspath(region_dir))}
-    refuse_twins(masks)
+    walked = list(sources.walk(os.fspath(region_dir)))
+    refuse_twins(walked, pair_key)
+    regions = {sample_id(region.name, pair_key, region.path): region.path for region in walked}
+    refuse_twins(masks, pair_key)
     paired = []
     for mask in masks:
-        region = regions.get(stem(mask.name))
+        key = sample_id(mask.name, pair_key, mask.path)
+        region = regions.get(key)
         if region is None:
-            raise MaskError(mask.path, f"no region mask {stem(mask.name)}.* in {region_dir}")
+            wanted = f"{key}.*" if pair_key is None else f"of sample {key!r}"
+            raise MaskError(mask.path, f"no region mask {wanted} in {region_dir}")
         paired.append(mask._replace(region=region))
     return paired
 
 
-def refuse_twins(masks: Iterable[MaskFile]) -> None:
-    """Raise `InputError` if two files have one relative stem: pairing them would be a guess."""
+def refuse_twins(masks: Iterable[MaskFile], pair_key: str | None = None) -> None:
+    """Raise `InputError` if two files have one sample id: pairing them would be a guess."""
     seen: dict[str, str] = {}
     for mask in masks:
-        twin = seen.setdefault(stem(mask.name), mask.path)
+        key = sample_id(mask.name, pair_key, mask.path)
+        twin = seen.setdefault(key, mask.path)
         if twin != mask.path:
+            shown = f"{key}.*" if pair_key is None else f"sample {key!r}"
             raise InputError(
-                f"{mask.path}: pairs with the same file as {twin} ({stem(mask.name)}.*); "
-                "give one folder of masks"
+                f"{mask.path}: pairs with the same file as {twin} ({shown}); "
+                "give one folder of masks, or a pair_key that tells them apart"
             )
+
+
+def sample_id(name: str, pair_key: str | None = None, path: object = None) -> str:
+    """Return the id that pairs a file with its region mask or image: the relative path
+    without its extension, or with ``pair_key`` (a regular expression of one group, searched
+    in that) the group: ``r"^(\\d+)_"`` gives ``21`` for ``21_manual1.gif`` and for
+    ``21_training.tif``. Raises `MaskError` naming ``path`` when the expression finds none.
+    """
+    key = stem(name)
+    if pair_key is None:
+        return key
+    found = re.search(pair_key, key)
+    if found is None or found.group(1) is None:
+        raise MaskError(path or name, f"pair_key={pair_key!r} finds no sample id in {key!r}")
+    return found.group(1)
 
 
 def stem(name: str) -> str:
@@ -263,7 +288,7 @@ def mask_size(path: str, options: ReadOptions = ReadOptions()) -> tuple[int, ...
 
 
 @contextmanager
-def _open_image(source: str | io.BytesIO, path: str, options: ReadOptions) -> Iterator[Image.Image]:
+def _open_image(source: str | IO[bytes], path: str, options: ReadOptions) -> Iterator[Image.Image]:
     """Open an image with Pillow, refusing one above ``max_pixels`` before it is decoded."""
     # Pillow's own guard (checked on open, and again on load for TIFF) is set aside while the
     # image is read: the check below replaces it, so that --max-pixels can raise the limit as
@@ -291,8 +316,9 @@ def _reason(error: BaseException) -> str:
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
-    """Return a shape as people write it: (4, 5) gives "4x5"."""
-    return "x".join(map(str, shape))
+    """Return an array's shape as people write a size, width first: (height 4, width 5)
+    gives "5x4", as Pillow and image viewers say it (a volume: width x height x depth)."""
+    return "x".join(map(str, reversed(shape)))
 
 
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
@@ -341,7 +367,9 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
     if image.mode in COLOUR_MODES:
         # getcolors counts exactly in C; alpha is not part of a class colour.
         colours = image.getcolors(image.width * image.height) or []
-        values = np.array([pack_rgb(*rgb[:3]) for _, rgb in colours], np.int64)
+        # (getcolors is typed for any mode; in these modes each colour is a tuple)
+        packed = [pack_rgb(*rgb[:3]) for _, rgb in colours]  # type: ignore[index]
+        values = np.array(packed, np.int64)
         counts = np.array([n for n, _ in colours], np.int64)
         return _sum_histograms([Histogram(values, counts, colour=True)])
     return _array_histogram(_image_array(image, path), path)
@@ -371,7 +399,7 @@ def _image_array(image: Image.Image, path: str) -> np.ndarray:
     raise MaskError(
         path,
         f"mode {image.mode} image is not a mask: class ids must be one value per pixel "
-        "(mode P, L, 1, I;16 or I), or colours (RGB, with --colors)",
+        "(mode P, L, 1, I;16 or I), or colours (RGB, with colors=FILE)",
     )
 
 
@@ -396,7 +424,7 @@ def _read_npy(path: str, options: ReadOptions) -> np.ndarray:
     return _parse_npy(io.BytesIO(sources.read_bytes(path, options)), path, options)
 
 
-def _parse_npy(stream: BinaryIO, path: str, options: ReadOptions) -> np.ndarray:
+def _parse_npy(stream: IO[bytes], path: str, options: ReadOptions) -> np.ndarray:
     """Return the array of a ``.npy`` stream, its header checked before its data is read."""
     from numpy.lib import format as npy
 
@@ -427,7 +455,7 @@ def _read_npz(path: str, options: ReadOptions) -> np.ndarray:
         if npz_key not in members:
             wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
             raise MaskError(
-                path, f"holds {wanted}; choose one of {', '.join(sorted(members))} with --npz-key"
+                path, f"holds {wanted}; choose one of {', '.join(sorted(members))} with npz_key"
             )
         with archive.open(members[npz_key]) as member:
             return _parse_npy(member, path, options)  # its header held to --max-pixels first
@@ -438,13 +466,14 @@ def _read_nifti(path: str, options: ReadOptions) -> np.ndarray:
         import nibabel
     except ImportError:
         raise MaskError(
-            path, "reading NIfTI volumes needs nibabel: pip install 'classweights[nifti]'"
+            path, "reading NIfTI volumes needs nibabel: pip install nibabel"
         ) from None
     import gzip
 
-    stream: BinaryIO = io.BytesIO(sources.read_bytes(path, options))  # read, not mapped
-    if stream.getvalue()[:2] == b"\x1f\x8b":  # .nii.gz
-        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    data = sources.read_bytes(path, options)  # read, not memory-mapped (see _read_npy)
+    stream: IO[bytes] = io.BytesIO(data)
+    if data[:2] == b"\x1f\x8b":  # .nii.gz
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]  # an IO[bytes] too
     sizeof_hdr = stream.read(4)
     stream.seek(0)
     nifti2 = 540 in struct.unpack("<i", sizeof_hdr) + struct.unpack(">i", sizeof_hdr)

@@ -27,6 +27,7 @@ class Preset:
     mapping: tuple[tuple[int, int], ...] = ()
     reduce_zero_label: bool = False
     glob: str | None = None
+    pair_key: str | None = None  # the sample id in a file name (`masks.sample_id`)
 
     @property
     def num_classes(self) -> int:
@@ -206,6 +207,9 @@ PRESETS: dict[str, Preset] = {
         ignore_index=(CITYSCAPES_IGNORE,),
         mapping=tuple((label_id, train_id) for label_id, _, train_id in _CITYSCAPES_LABELS),
         glob="*_labelIds.png",
+        # aachen/aachen_000000_000019_gtFine_labelIds.png pairs with
+        # aachen/aachen_000000_000019_leftImg8bit.png: city, sequence and frame.
+        pair_key=r"^(.*_\d+_\d+)_",
     ),
     # The same 19 classes, in masks already converted to trainIds (cityscapesScripts'
     # preparation/createTrainIdLabelImgs.py writes *_gtFine_labelTrainIds.png): no map.
@@ -236,4 +240,25 @@ PRESETS: dict[str, Preset] = {
         names=_CAMVID_NAMES,
         ignore_index=(11,),
     ),
+    # Source: Staal et al., "Ridge-based vessel segmentation in color images of the retina",
+    # IEEE TMI 2004 (the DRIVE database): training/1st_manual/21_manual1.gif (vessels 255),
+    # training/mask/21_training_mask.gif (the field of view), training/images/21_training.tif.
+    "drive": Preset(
+        description="DRIVE retinal vessels: *_manual1.gif, 255 vessel -> 1; pairs by number",
+        names=("background", "vessel"),
+        mapping=((255, 1),),
+        glob="*_manual1.gif",
+        pair_key=r"^(\d+)_",
+    ),
 }
+
+
+def find_preset(name: str) -> Preset:
+    """Return the preset called ``name``, in any case (``"CamVid"`` is ``"camvid"``).
+
+    Raises `ValueError` naming the choices when there is none.
+    """
+    preset = PRESETS.get(name.lower())
+    if preset is None:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return preset

@@ -1,7 +1,7 @@
 """The report document: what a scan counted and the weights derived from it.
 
 One document per run, keys in a fixed order, so the same data always gives the same bytes
-(DESIGN.md, "The report document"). It holds every count the weight methods need, so
+(docs/design.md, "The report document"). It holds every count the weight methods need, so
 `load` gives back a `ScanResult` from which any method can be derived again, and reports of
 disjoint shards can be `merge`d exactly.
 """
@@ -16,10 +16,11 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .counting import ClassCounts, LabelSpec
 from .errors import InputError, ReportError
 from .labelmaps import parse_color, parse_data
@@ -42,7 +43,6 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
     names = result.names or [None] * counts.num_classes
     weights_out = [rounded(w) for w in weights.weights]
     freq = [rounded(f) for f in frequency(counts)]
-    pos_weight = weights.pos_weight
     # Python ints from whole arrays: one numpy scalar per class and field costs more.
     columns = (counts.pixels.tolist(), counts.images.tolist(), counts.image_pixels.tolist())
     return {
@@ -59,11 +59,7 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
         "colors": [[colour_hex(colour), class_id] for colour, class_id in result.spec.colors],
         "reading": {"unknown_colors": result.spec.unknown_colors, **asdict(result.reading)},
         "weights": weights_out,
-        "pos_weight": (
-            [rounded(w) for w in pos_weight]
-            if isinstance(pos_weight, list)
-            else rounded(pos_weight)
-        ),
+        "pos_weight": [rounded(w) for w in weights.pos_weight],
         "classes": [
             {
                 "id": c,
@@ -133,12 +129,19 @@ def _csv(doc: dict) -> str:
     return out.getvalue()
 
 
+def _html(doc: dict) -> str:
+    from .page import render  # here: the page derives every method, which other formats skip
+
+    return render(doc)
+
+
 #: ``--format``: how a document is written out.
 FORMATS: dict[str, Callable[[dict], str]] = {
     "json": _json,
     "yaml": _yaml,
     "list": _list,
     "csv": _csv,
+    "html": _html,
 }
 
 
@@ -272,7 +275,7 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
-def _of_type(value: object, kind: type | tuple[type, ...], what: str) -> object:
+def _of_type(value: object, kind: type | tuple[type, ...], what: str) -> Any:
     # bool is an int to Python, never to a report.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ValueError(f"{what} is {value!r}")
@@ -292,16 +295,16 @@ def _integer(value: object, what: str) -> int:
     return value
 
 
-def _list(value: object, what: str) -> list:
+def _list_of(value: object, what: str) -> list:
     return _of_type(value, list, what)  # type: ignore[return-value]
 
 
-def _from_document(doc: object) -> ScanResult:
+def _from_document(doc: Any) -> ScanResult:
     doc = _of_type(doc, dict, "the document")
-    num_classes = _count(doc["num_classes"], "num_classes")
-    classes = _list(doc["classes"], "classes")
+    num_classes = _count(doc["num_classes"], '"num_classes"')
+    classes = _list_of(doc["classes"], "classes")
     if num_classes < 1 or len(classes) != num_classes:
-        raise ValueError(f"num_classes is {num_classes} but {len(classes)} classes are listed")
+        raise ValueError(f'"num_classes" is {num_classes} but {len(classes)} classes are listed')
     names = []
     for c, entry in enumerate(classes):
         entry = _of_type(entry, dict, f"class {c}")
@@ -316,7 +319,7 @@ def _from_document(doc: object) -> ScanResult:
         return np.array([_count(c[key], f"class {i}'s {key}") for i, c in enumerate(classes)])
 
     totals = _of_type(doc["totals"], dict, "totals")
-    errors = [_of_type(e, dict, "an error") for e in _list(doc.get("errors", []), "errors")]
+    errors = [_of_type(e, dict, "an error") for e in _list_of(doc.get("errors", []), "errors")]
     counts = ClassCounts(
         column("pixels").astype(np.int64).reshape(num_classes),
         column("images").astype(np.int64).reshape(num_classes),
@@ -337,18 +340,18 @@ def _from_document(doc: object) -> ScanResult:
     ):
         raise ValueError("its class counts do not add up")
     colors = []
-    for pair in _list(doc["colors"], "colors"):
-        colour, class_id = _list(pair, "a colour entry")
+    for pair in _list_of(doc["colors"], "colors"):
+        colour, class_id = _list_of(pair, "a colour entry")
         colors.append((parse_color(colour), _integer(class_id, "a colour's class id")))
     reading = _of_type(doc.get("reading", {}), dict, "reading")
     spec = LabelSpec(
         num_classes=num_classes,
         ignore_index=tuple(
-            _integer(v, "an ignore_index value") for v in _list(doc["ignore_index"], "ignore_index")
+            _integer(v, "an ignore_index value") for v in _list_of(doc["ignore_index"], "ignore_index")
         ),
         mapping=tuple(
             (_integer(s, "a map source"), _integer(d, "a map destination"))
-            for s, d in (_list(pair, "a map entry") for pair in _list(doc["map"], "map"))
+            for s, d in (_list_of(pair, "a map entry") for pair in _list_of(doc["map"], "map"))
         ),
         reduce_zero_label=_of_type(doc["reduce_zero_label"], bool, "reduce_zero_label"),
         colors=tuple(colors),
@@ -369,7 +372,7 @@ def _from_document(doc: object) -> ScanResult:
         counts,
         spec,
         Source(
-            tuple(_of_type(p, str, "a source path") for p in _list(source["paths"], "paths")),
+            tuple(_of_type(p, str, "a source path") for p in _list_of(source["paths"], "paths")),
             files,
             _of_type(source["fingerprint"], str, "the fingerprint"),  # type: ignore[arg-type]
             _shard(source.get("shard")),
@@ -460,14 +463,12 @@ def missing_shards(results: Sequence[tuple[str, ScanResult]]) -> str | None:
     of other paths, or is a whole scan of the same paths as the shards: its masks would be
     counted twice.
     """
-    shards = [(path, r.source) for path, r in results if r.source.shard is not None]
+    shards = [(path, r.source, r.source.shard) for path, r in results if r.source.shard]
     if not shards:
         return None
-    first_path, first = shards[0]
-    count = first.shard[1]
+    first_path, first, (first_index, count) = shards[0]
     seen: dict[int, str] = {}
-    for path, source in shards:
-        index, of = source.shard
+    for path, source, (index, of) in shards:
         if of != count:
             raise ReportError(
                 path, f"is shard {index}/{of} but {first_path} is one of {count} shards"
@@ -483,7 +484,7 @@ def missing_shards(results: Sequence[tuple[str, ScanResult]]) -> str | None:
         if result.source.shard is None and result.source.paths == first.paths:
             raise ReportError(
                 path,
-                f"is a whole scan of the paths of shard {first.shard[0]}/{count} "
+                f"is a whole scan of the paths of shard {first_index}/{count} "
                 f"({first_path}): its masks would count twice",
             )
     missing = [i for i in range(count) if i not in seen]

@@ -23,9 +23,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain, islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import sources
+from ._callable import make_callable
 from .counting import ClassCounts, LabelSpec, convention_error, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
 from .masks import (
@@ -88,7 +89,7 @@ class Source:
         fingerprint = Fingerprint()
         for mask in sorted(masks, key=lambda m: m.name):
             fingerprint.add(mask)
-        return cls(tuple(map(os.fspath, paths)), fingerprint.files, fingerprint.value, shard)
+        return cls(tuple(str(os.fspath(p)) for p in paths), fingerprint.files, fingerprint.value, shard)
 
     @classmethod
     def merged(cls, sources: Sequence[Source]) -> Source:
@@ -185,11 +186,12 @@ class ScanResult:
 
 
 def scan(
-    paths: Iterable[str | os.PathLike],
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
     spec: LabelSpec | None = None,
     *,
     pattern: str | None = None,
     regions: str | os.PathLike | None = None,
+    pair_key: str | None = None,
     options: ReadOptions = ReadOptions(),
     names: Sequence[str | None] | None = None,
     skip_errors: bool = False,
@@ -227,8 +229,12 @@ def scan(
     cache
         An SQLite file of per-mask histograms (`cache.HistogramCache`): masks unchanged
         since they were cached are not read again.
+    pair_key
+        A regular expression whose one group is the sample id that pairs a mask with its
+        region (`masks.sample_id`) [default: the file's stem].
     """
-    paths = list(paths)
+    # One path is one path: a str is not iterated letter by letter.
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     spec = spec or LabelSpec()
     if names is not None:
         if spec.num_classes is None:
@@ -241,7 +247,7 @@ def scan(
         raise TypeError(
             f"executor must be a concurrent.futures.Executor, not {type(executor).__name__}"
         )
-    listing = _Listing(_list_masks(paths, pattern, regions, shard, options))
+    listing = _Listing(_list_masks(paths, pattern, regions, shard, options, pair_key))
     warnings: list[str | None] = []
     with contextlib.ExitStack() as stack:
         store = None
@@ -273,7 +279,10 @@ def scan(
             "changes class ids along every edge; store masks as PNG"
         )
     source = Source(
-        tuple(map(os.fspath, paths)), listing.fingerprint.files, listing.fingerprint.value, shard
+        tuple(str(os.fspath(p)) for p in paths),
+        listing.fingerprint.files,
+        listing.fingerprint.value,
+        shard,
     )
     return ScanResult(
         counts,
@@ -291,13 +300,14 @@ def _list_masks(
     regions: str | os.PathLike | None,
     shard: tuple | None,
     options: ReadOptions,
+    pair_key: str | None = None,
 ) -> Iterator[MaskFile]:
     """Yield the masks to scan, lazily, in ascending name order (the fingerprint's order)."""
     masks: Iterable[MaskFile] = sources.iter_masks(
         paths, pattern, storage_options=dict(options.storage_options), column=options.column
     )
     if regions is not None:
-        masks = pair_regions(list(masks), regions)
+        masks = pair_regions(list(masks), regions, pair_key)
     if shard is not None:
         index, count = shard
         masks = (mask for mask in masks if shard_of(mask.name, count) == index)
@@ -547,7 +557,7 @@ def worker_died(how: str | None) -> ClassWeightsError:
     return ClassWeightsError(
         "a worker process ended unexpectedly"
         + (f" ({how})" if how else "")
-        + "; run with --workers 1 to see which mask it was reading"
+        + "; run with workers=1 to see which mask it was reading"
     )
 
 
@@ -663,3 +673,7 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+# `classweights.scan(...)` calls `scan` and `classweights.scan` stays this module (_callable.py).
+make_callable(__name__)

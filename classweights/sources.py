@@ -137,14 +137,14 @@ def iter_masks(
     every fsspec filesystem; ``column`` names a Parquet file's image column. Raises
     `InputError`, one line naming the path, when a path cannot be listed or holds no masks.
     """
-    paths = [os.fspath(p) for p in paths]
+    names = [str(os.fspath(p)) for p in paths]
     options = dict(storage_options or {})
-    streams = [_expand(arg, pattern, options, column) for arg in paths]
+    streams = [_expand(arg, pattern, options, column) for arg in names]
     merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=itemgetter(1))
     # Repeats are the same path given twice (masks/ and masks/a.png), not two paths to one
     # file: git-annex and DVC link identical masks to one stored object. One path alone
     # cannot repeat: no set of every path is kept then.
-    seen: set[str] | None = set() if len(paths) > 1 else None
+    seen: set[str] | None = set() if len(names) > 1 else None
     found = False
     for mask in merged:
         if seen is not None:
@@ -156,7 +156,7 @@ def iter_masks(
         yield mask
     if not found:
         narrowed = f" matching {pattern!r}" if pattern else ""
-        raise InputError(f"{', '.join(paths) or 'no paths'}: no masks found{narrowed}")
+        raise InputError(f"{', '.join(names) or 'no paths'}: no masks found{narrowed}")
 
 
 def _expand(
@@ -172,7 +172,8 @@ def _expand(
     if os.path.isdir(arg):
         return walk(arg, pattern)
     if os.path.lexists(arg):  # a file; a FIFO or a device, refused; a dangling link
-        return iter([_local_file(arg, Path(arg).name)])
+        mask = _local_file(arg, Path(arg).name)
+        return iter([mask] if mask else [])
     if glob.has_magic(arg):
         return _local_glob(arg, pattern, options, column)
     raise InputError(f"{arg}: no such file or directory")

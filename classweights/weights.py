@@ -1,7 +1,7 @@
 """Class-weight methods, each exactly as published, then normalisation, absent classes and clipping.
 
-Notation (DESIGN.md, "Weight methods"): n_c = ``pixels[c]``, N = the sum of n_c (ignored pixels
-are not counted), p_c = n_c / N. Every formula is evaluated in float64 on the classes present
+Notation (docs/design.md, "Weight methods"): n_c = ``pixels[c]``, N = the sum of n_c (ignored
+pixels are not counted), p_c = n_c / N. Every formula is evaluated in float64 on the classes present
 (n_c > 0); classes with no pixels are then filled by the ``missing`` policy, so no weight is
 ever NaN or infinite.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .counting import ClassCounts
 from .errors import InputError, WeightError
@@ -88,12 +90,14 @@ def sqrt(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.n
 
 
 def effective(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
-    """Return w_c = (1 - beta) / (1 - beta^n_c), the inverse effective number of samples.
+    """Return w_c proportional to (1 - beta) / (1 - beta^n_c), scaled so that they sum to K.
 
-    Cui et al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019. The
-    paper's betas (0.9 to 0.9999) make every class of a pixel count (millions) weigh the same;
-    the default beta = 1 - 1/N keeps the method between uniform and inverse frequency:
-    w_c is about 1 / (N (1 - exp(-p_c))).
+    The inverse effective number of samples of Cui et al., "Class-Balanced Loss Based on
+    Effective Number of Samples", CVPR 2019, normalised as the paper does (section 4: the
+    weights of the K classes present sum to K), so that they are near 1 and not near 1/N.
+    The paper's betas (0.9 to 0.9999) make every class of a pixel count (millions) weigh the
+    same; the default beta = 1 - 1/N keeps the method between uniform and inverse frequency:
+    w_c is about proportional to 1 / (1 - exp(-p_c)).
     """
     beta = 1.0 - 1.0 / counts.counted if params.beta is None else params.beta
     if not 0 <= beta < 1:
@@ -102,7 +106,8 @@ def effective(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple
     # (Absent classes give 0/0 here, which the missing policy then replaces.)
     with np.errstate(divide="ignore", invalid="ignore"):
         effective_number = -np.expm1(counts.pixels * np.log1p(beta - 1.0))
-        return (1.0 - beta) / effective_number, {"beta": beta}
+        weights = (1.0 - beta) / effective_number
+    return weights * (np.count_nonzero(present) / weights[present].sum()), {"beta": beta}
 
 
 def uniform(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.ndarray, dict]:
@@ -158,7 +163,7 @@ NORMALIZATIONS: dict[str, Callable[[np.ndarray, np.ndarray], float] | None] = {
 
 def _absent_error(present_weights: np.ndarray, absent: list[int]) -> float:
     raise WeightError(
-        f"classes {absent} have no pixels (--missing error); check the masks or --num-classes"
+        f"classes {absent} have no pixels (missing='error'); check the masks or num_classes"
     )
 
 
@@ -173,7 +178,30 @@ MISSING: dict[str, Callable[[np.ndarray, list[int]], float]] = {
 
 @dataclass(frozen=True)
 class Weights:
-    """Derived class weights and how they were derived."""
+    """Derived class weights and how they were derived.
+
+    Attributes
+    ----------
+    method, normalize, missing : str
+        The method, normalisation and absent-class policy used (aliases resolved).
+    params : dict
+        The parameters the method used, e.g. ``{"beta": 0.99999}``.
+    clip : tuple of (float or None, float or None)
+        The bounds applied last.
+    weights : numpy.ndarray
+        float64, shape ``(num_classes,)``: the weight of class id ``c`` at index ``c``.
+    pos_weight : list of float
+        Negatives / positives for ``BCEWithLogitsLoss``: one entry for two classes, one per
+        class otherwise (`pos_weight`).
+    absent : list of int
+        Class ids with no pixels, whose weight the ``missing`` policy set.
+
+    Examples
+    --------
+    ``Weights`` converts to what a training script takes: ``weights.tolist()``,
+    ``numpy.asarray(weights)`` (or ``weights.numpy()``), and ``weights.tensor()`` when PyTorch
+    is installed.
+    """
 
     method: str
     normalize: str
@@ -181,8 +209,32 @@ class Weights:
     params: dict
     clip: tuple[float | None, float | None]
     weights: np.ndarray
-    pos_weight: float | list[float]
+    pos_weight: list[float]
     absent: list[int]
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def tolist(self) -> list[float]:
+        """Return the weights as a list of Python floats, class id 0 first."""
+        return [float(w) for w in self.weights]
+
+    def numpy(self) -> np.ndarray:
+        """Return a float64 copy of the weights, shape ``(num_classes,)``."""
+        return self.weights.copy()
+
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
+        # numpy >= 2 passes copy=; the weights are frozen with the object, so hand out a copy.
+        return np.array(self.weights, dtype=dtype)
+
+    def tensor(self, dtype: Any = None, device: Any = None) -> Any:
+        """Return the weights as a 1-D ``torch.Tensor`` (float32 unless ``dtype`` says).
+
+        PyTorch is not a dependency: this imports it, and raises `ImportError` without it.
+        For the exact argument each loss takes (``pos_weight`` shapes, ``ignore_index``), see
+        `targets.TARGETS`.
+        """
+        return as_tensor(self.tolist(), dtype=dtype, device=device)
 
 
 def compute_weights(
@@ -198,8 +250,36 @@ def compute_weights(
 
     The steps, in order: the method's formula on the classes present; ``missing`` for the
     absent ones; ``normalize`` over the whole vector; ``clip`` last, so its bounds hold on
-    the output (every non-zero weight; a class filled with zero stays zero). Raises
-    `InputError` when no pixel was counted at all.
+    the output (every non-zero weight; a class filled with zero stays zero).
+
+    Parameters
+    ----------
+    counts : ClassCounts
+        The sums of a scan (``scan(...).counts``) or of a loaded report.
+    method : str, default "median"
+        A key of `METHODS` (or `ALIASES`); each formula is in its function's docstring.
+    normalize : str, default "none"
+        A key of `NORMALIZATIONS`: what is made 1 (mean, sum, pixel-weighted mean, max, min).
+    missing : str, default "zero"
+        A key of `MISSING`: the weight of a class with no pixels.
+    clip : (float or None, float or None)
+        Bounds on every non-zero weight, applied last.
+    params : Params, optional
+        ``enet_c`` and ``beta``.
+
+    Returns
+    -------
+    Weights
+        float64 weights of shape ``(counts.num_classes,)``, never NaN or infinite.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``method``, ``normalize`` or ``missing``.
+    InputError
+        No pixel was counted at all.
+    WeightError
+        ``missing="error"`` and a class has no pixels.
     """
     method = ALIASES.get(method, method)
     for name, value, registry in (
@@ -241,12 +321,14 @@ def compute_weights(
     )
 
 
-def pos_weight(counts: ClassCounts, missing: str = "zero") -> float | list[float]:
-    """Return negatives / positives: n_0 / n_1 for two classes, else (N - n_c) / n_c per class.
+def pos_weight(counts: ClassCounts, missing: str = "zero") -> list[float]:
+    """Return negatives / positives: ``[n_0 / n_1]`` for two classes, else (N - n_c) / n_c per
+    class.
 
-    This is what PyTorch's ``BCEWithLogitsLoss(pos_weight=...)`` takes: a scalar for a binary
-    mask, one entry per class (one-vs-rest) for a multi-label head. A class with no pixels
-    is filled by the ``missing`` policy, as the weights are.
+    What PyTorch's ``BCEWithLogitsLoss(pos_weight=...)`` takes: one entry for a binary mask
+    (one logit), one per class (one-vs-rest) for a multi-label head. Always a list, so its
+    type does not depend on the class count. A class with no pixels is filled by the
+    ``missing`` policy, as the weights are.
     """
     n = counts.pixels.astype(np.float64)
     if counts.num_classes == 2:
@@ -259,5 +341,16 @@ def pos_weight(counts: ClassCounts, missing: str = "zero") -> float | list[float
     absent = np.flatnonzero(~present).tolist()
     if absent:
         ratio[~present] = MISSING[missing](ratio[present], absent)
-    values = [float(r) for r in ratio]
-    return values[0] if counts.num_classes == 2 else values
+    return [float(r) for r in ratio]
+
+
+def as_tensor(values: Any, dtype: Any = None, device: Any = None) -> Any:
+    """Return ``values`` as a ``torch.Tensor`` (float32 by default), importing PyTorch here.
+
+    Raises `ImportError` saying so when PyTorch is not installed: it is never a dependency.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("tensor() needs PyTorch, which is not installed") from None
+    return torch.tensor(values, dtype=dtype or torch.float32, device=device)

@@ -127,9 +127,9 @@ def test_keyboard_interrupt_exits_130_quietly(masks, monkeypatch):
 #: The command line, with the mask named *wait.png taking a minute to read: it says when it
 #: starts (a file beside it), so a test can interrupt a scan that is surely past start-up.
 SLOW_SCAN = """
-import pathlib, sys, time
+import importlib, pathlib, time
 from classweights.cli import main
-scan = sys.modules["classweights.scan"]  # the package's `scan` is the function
+scan = importlib.import_module("classweights.scan")  # the module (the CLI imports it lazily)
 real = scan.read_histogram
 def slow(mask, options):
     if mask.path.endswith("wait.png"):

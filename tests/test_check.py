@@ -106,10 +106,10 @@ def test_images_missing_extra_and_other_size(good):
     Image.new("RGB", (5, 4)).save(good / "images" / "b.jpg")
     lines = violations(run("check", good / "masks", *GOOD, "--images", good / "images"))
     assert lines == [
-        f"images: 1 masks have no image; e.g. {good / 'masks' / 'lonely.png'} (alone)",
-        f"images: 1 images have no mask; e.g. {good / 'images' / 'orphan.png'} (alone)",
-        "images: 1 masks differ in size from their image; "
-        f"e.g. {good / 'masks' / 'b.png'} (4x4, its image 4x5)",
+        f"images: 1 mask has no image; e.g. {good / 'masks' / 'lonely.png'} (alone)",
+        f"images: 1 image has no mask; e.g. {good / 'images' / 'orphan.png'} (alone)",
+        "images: 1 mask differs in size from their image; "
+        f"e.g. {good / 'masks' / 'b.png'} (4x4, its image 5x4)",  # width x height
     ]
 
 
@@ -121,8 +121,8 @@ def test_drift_from_a_baseline(good, tmp_path):
             "--max-drift", "0.1")
     )  # fmt: skip
     assert lines == [
-        "max-drift: class 0 moved from 66.6667% to 43.4783% of the pixels, more than 10.0000%",
-        "max-drift: class 2 moved from 6.6667% to 39.1304% of the pixels, more than 10.0000%",
+        "max-drift: class 0 share moved from 66.6667% to 43.4783%, by 23.19 points, more than 10",
+        "max-drift: class 2 share moved from 6.6667% to 39.1304%, by 32.46 points, more than 10",
     ]
 
 

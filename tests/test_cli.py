@@ -134,7 +134,7 @@ def test_merge_refuses_reports_with_other_settings(tiny, tmp_path):
     run("scan", tiny, "--ignore-index", "255", "-o", tmp_path / "a.json")
     run("scan", tiny, "--ignore-index", "255", "--num-classes", "5", "-o", tmp_path / "b.json")
     result = run("merge", tmp_path / "a.json", tmp_path / "b.json", "-o", tmp_path / "m.json")
-    assert_one_line_error(result, 3, "b.json", "num_classes is 5 here but 3 in")
+    assert_one_line_error(result, 3, "b.json", "--num-classes is 5 here but 3 in")
     assert not (tmp_path / "m.json").exists()
 
 
@@ -199,7 +199,7 @@ def test_map_makes_a_binary_mask_of_0_255(tmp_path):
     doc = run_json("scan", tmp_path, "--map", "255:1", "--method", "inverse")
     assert doc["map"] == [[255, 1]]
     assert [c["pixels"] for c in doc["classes"]] == [3, 3]
-    assert doc["pos_weight"] == 1.0
+    assert doc["pos_weight"] == [1.0]
 
 
 def test_version_and_python_dash_m():

@@ -127,10 +127,11 @@ def test_presets_command_lists_every_preset():
     result = run("presets")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    names = ["cityscapes", "cityscapes-trainids", "voc", "ade20k", "camvid"]
+    names = ["cityscapes", "cityscapes-trainids", "voc", "ade20k", "camvid", "drive"]
     assert [line.split(":")[0] for line in lines] == names
     assert "19 classes; ignore 255; maps 34 raw values; glob *_labelIds.png" in lines[0]
     assert "(19 classes; ignore 255; glob *_labelTrainIds.png)" in lines[1]
+    assert r"pair key ^(\d+)_" in lines[5]
 
 
 @pytest.fixture
@@ -160,4 +161,4 @@ def test_roi_missing_region_file_is_exit_3(retina):
 def test_roi_of_another_size_is_exit_3(retina):
     save_mask(retina / "fov" / "eye1.png", [[1, 1]])
     result = run("scan", retina / "labels", "--roi", retina / "fov")
-    assert_one_line_error(result, 3, "eye1.png: is 2x3 but its region mask", "is 1x2")
+    assert_one_line_error(result, 3, "eye1.png: is 3x2 but its region mask", "is 2x1")

@@ -54,9 +54,9 @@ def test_fixed_num_classes_keeps_absent_classes_and_tallies_larger_labels():
     assert counts.unexpected[("label", 9)].pixels == 2
     summary = unexpected_summary(counts, spec)
     assert summary.startswith(
-        "m.png: label 4 is outside 0..3 (--num-classes 4) (3 pixels in 2 files)"
+        "m.png: label 4 is outside 0..3 (num_classes=4) (3 pixels in 2 files)"
     )
-    assert "pass --ignore-index 4" in summary and "label 9" in summary
+    assert "pass ignore_index=4" in summary and "label 9" in summary
 
 
 def test_negative_and_huge_labels_are_unexpected_unless_mapped_or_ignored():
@@ -111,7 +111,7 @@ def test_colours_become_ids_and_unknown_colours_are_tallied_or_ignored():
 
 
 def test_colour_mask_without_colour_map_is_an_error():
-    with pytest.raises(MaskError, match=r"c.png: is a colour \(RGB\) mask; .* --colors FILE"):
+    with pytest.raises(MaskError, match=r"c.png: is a colour \(RGB\) mask; .* colors=FILE"):
         ClassCounts.zeros().add_mask(histogram([0], [1], colour=True), LabelSpec(), "c.png")
 
 

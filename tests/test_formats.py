@@ -130,7 +130,7 @@ def test_nifti_without_nibabel_says_how_to_install(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_nibabel)
-    assert_one_line_error(run("scan", tmp_path), 3, "seg.nii", "pip install 'classweights[nifti]'")
+    assert_one_line_error(run("scan", tmp_path), 3, "seg.nii", "pip install nibabel")
 
 
 def test_jpeg_masks_are_counted_with_a_warning(tmp_path):

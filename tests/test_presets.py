@@ -176,7 +176,7 @@ def test_camvid_has_11_classes_and_ignores_unlabelled_11():
 
 
 def test_the_presets_exist():
-    assert set(PRESETS) == {"cityscapes", "cityscapes-trainids", "voc", "ade20k", "camvid"}
+    assert set(PRESETS) == {"cityscapes", "cityscapes-trainids", "voc", "ade20k", "camvid", "drive"}
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -53,6 +53,9 @@ STAND_INS = {
     "ADEChallengeData2016/annotations/training/ADE_train_00000001.png": [[0, 1], [13, 150]],
     "CamVid/trainannot/0001TP_006690.png": [[0, 3], [10, 11]],
     "membranes/0.png": [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [255, 255, 255, 255]],
+    "DRIVE/training/1st_manual/21_manual1.gif": [[0, 255], [255, 0]],
+    "DRIVE/training/mask/21_training_mask.gif": [[0, 255], [255, 255]],
+    "DRIVE/training/images/21_training.tif": [[10, 20], [30, 40]],
 }
 
 

@@ -98,7 +98,7 @@ def test_baseline_of_other_settings_is_exit_3(tmp_path):
         "check", tmp_path / "m", "--ignore-index", "255", "--num-classes", "256",
         "--baseline", tmp_path / "base.json", "--max-drift", "0.1",
     )  # fmt: skip
-    assert_one_line_error(result, 3, "ignore_index is [255] here but [] in the baseline")
+    assert_one_line_error(result, 3, "--ignore-index is [255] here but [] in the baseline")
 
 
 def test_report_whose_counts_cannot_be_is_refused(tmp_path):
@@ -126,7 +126,7 @@ def test_skip_errors_skips_colour_masks_without_a_colour_map(tmp_path):
     doc = run_json("scan", tmp_path, "--skip-errors")
     assert doc["totals"]["files"] == 1
     assert doc["errors"][0]["file"] == str(tmp_path / "rgb.png")
-    assert "--colors" in doc["errors"][0]["error"]
+    assert "--colors FILE" in doc["errors"][0]["error"]  # the command line names its flag
 
 
 def test_effective_with_beta_0_and_an_absent_class_is_quiet():

@@ -63,14 +63,17 @@ def test_sqrt_is_one_over_root_p():
 
 def test_effective_number_with_default_beta():
     beta = 1 - 1 / 30
-    expected = [(1 - beta) / (1 - beta**n) for n in (20, 8, 2)]
+    expected = np.array([(1 - beta) / (1 - beta**n) for n in (20, 8, 2)])
+    expected *= 3 / expected.sum()  # the paper's normalisation: the K weights sum to K
     result = compute_weights(TINY, "effective")
     assert result.weights.tolist() == pytest.approx(expected, rel=1e-12)
+    assert result.weights.sum() == pytest.approx(3, rel=1e-15)
     assert result.params == {"beta": beta}
     # beta = 0 is uniform, as Cui et al. note; beta -> 1 tends to inverse frequency.
     assert weights(method="effective", params=Params(beta=0.0)) == [1.0, 1.0, 1.0]
     near_one = weights(method="effective", params=Params(beta=1 - 1e-9))
-    assert np.array(near_one) * [20, 8, 2] == pytest.approx([1, 1, 1], rel=1e-6)
+    products = np.array(near_one) * [20, 8, 2]
+    assert products / products[0] == pytest.approx([1, 1, 1], rel=1e-6)
 
 
 def test_effective_stays_exact_for_pixel_counts():
@@ -78,7 +81,9 @@ def test_effective_stays_exact_for_pixel_counts():
     counts = make_counts([2_000_000_000, 1_000_000])
     w = weights(counts, "effective")
     n = 2_001_000_000
-    expected = [(1 / n) / -math.expm1(c * math.log1p(-1 / n)) for c in (2_000_000_000, 1_000_000)]
+    beta = 1 - 1 / n  # the float the method uses; normalised, (1 - beta) cancels out
+    expected = [1 / -math.expm1(c * math.log1p(beta - 1)) for c in (2_000_000_000, 1_000_000)]
+    expected = [2 * e / sum(expected) for e in expected]
     assert w == pytest.approx(expected, rel=1e-12)
     assert w[1] > w[0]
 
@@ -187,11 +192,11 @@ def test_clip_bounds_the_output_but_keeps_zero_filled_classes_zero():
 
 
 def test_pos_weight_binary_and_one_vs_rest():
-    assert pos_weight(make_counts([30, 10])) == 3.0  # negatives / positives
+    assert pos_weight(make_counts([30, 10])) == [3.0]  # negatives / positives, one logit
     assert pos_weight(TINY) == pytest.approx([10 / 20, 22 / 8, 28 / 2], rel=1e-15)
     assert pos_weight(TINY_ABSENT) == pytest.approx([0.5, 2.75, 14.0, 0.0], rel=1e-15)
     assert pos_weight(TINY_ABSENT, "one")[3] == 1.0
-    assert pos_weight(make_counts([30, 0]), "max") == 1.0  # nothing to take a max of
+    assert pos_weight(make_counts([30, 0]), "max") == [1.0]  # nothing to take a max of
 
 
 def test_nothing_counted_is_an_input_error():

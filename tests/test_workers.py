@@ -68,7 +68,7 @@ def test_a_worker_that_dies_is_one_error_and_the_others_are_ended(start_method):
         pytest.raises(
             ClassWeightsError,
             match=r"^a worker process ended unexpectedly "
-            r"\(killed by SIGKILL, out of memory\?\); run with --workers 1",
+            r"\(killed by SIGKILL, out of memory\?\); run with workers=1",
         ),
         SCAN.local_executor(2) as pool,
     ):
