@@ -375,9 +375,17 @@ def cli() -> None:
     is_flag=True,
     help="Go on past masks that cannot be read, and list them in the document's errors.",
 )
+@click.option(
+    "--per-image",
+    type=click.Path(dir_okay=False),
+    callback=lambda ctx, param, value: _check_per_image(ctx, param, value),
+    metavar="FILE",
+    help="Also write one row per mask (path, size, ignored, pixels per class): "
+    ".csv, .jsonl or .parquet.",
+)
 @weight_options
 @output_options
-def scan_command(paths, skip_errors, **options) -> None:
+def scan_command(paths, skip_errors, per_image, **options) -> None:
     """Count pixels per class in the masks under PATH... and derive class weights.
 
     PATH is a directory (searched recursively), a mask file, or a glob.
@@ -388,10 +396,38 @@ def scan_command(paths, skip_errors, **options) -> None:
     """
     reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
     display = _display(options["quiet"])
-    result = _scan(paths, reading, display, skip_errors=skip_errors)
+    with _per_image_rows(per_image) as rows:
+        result = _scan(paths, reading, display, skip_errors=skip_errors, rows=rows)
     for path, error in result.counts.errors:
         display.warn(f"skipped {path}: {error}")
     _emit(result, display, **options)
+
+
+def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | None):
+    # Before any scan: a per-image file the scan could not write would cost a whole scan.
+    from . import per_image
+
+    if value is None:
+        return None
+    try:
+        if per_image.file_format(value) == ".parquet":
+            per_image._parquet()
+    except (ValueError, ClassWeightsError) as error:
+        message = str(error).replace(f"per_image {value!r}", value)
+        raise click.BadParameter(message) from None
+    return _check_output(ctx, param, value)
+
+
+@contextmanager
+def _per_image_rows(path: str | None) -> Iterator[Callable | None]:
+    """Yield the ``rows`` callback of `scan.scan` that writes ``path``, or None without one."""
+    if path is None:
+        yield None
+        return
+    from . import per_image
+
+    with per_image.writing(path) as write:
+        yield write
 
 
 def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None):

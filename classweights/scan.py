@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
+from .per_image import InOrder, Row, TaskRows
 from .masks import (
     LOSSY_SUFFIXES,
     MaskFile,
@@ -104,6 +105,7 @@ def scan(
     strict: bool = True,
     workers: int | None = None,
     progress: Progress | None = None,
+    rows: Callable[[Sequence[Row]], None] | None = None,
 ) -> ScanResult:
     """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
 
@@ -112,6 +114,9 @@ def scan(
     ``skip_errors`` is listed in ``counts.errors``. A value that may not occur (a label out of
     range, a colour missing from the colour map) raises `InputError` naming example files,
     or without ``strict`` is left in ``counts.unexpected``.
+
+    ``rows``, when given, is called with the per-image rows of the masks counted
+    (`per_image.Row`), a batch at a time, in path order whatever the worker count.
     """
     paths = list(paths)
     spec = spec or LabelSpec()
@@ -127,7 +132,13 @@ def scan(
         if regions is not None:
             masks = pair_regions(masks, regions)
         counts = count_masks(
-            masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
+            masks,
+            spec,
+            options,
+            skip_errors=skip_errors,
+            workers=pool,
+            progress=progress,
+            rows=rows,
         )
     problem = unexpected_summary(counts, spec)
     if problem and strict:
@@ -156,25 +167,38 @@ def count_masks(
     skip_errors: bool = False,
     workers: int | Workers | None = None,
     progress: Progress | None = None,
+    rows: Callable[[Sequence[Row]], None] | None = None,
 ) -> ClassCounts:
     """Return the counts of ``masks``, summed over ``workers`` processes (a count, or running
-    `Workers`).
+    `Workers`); ``rows``: see `scan`.
 
     Counts are integer sums, so the result is the same whatever the worker count or order.
     """
     if not isinstance(workers, Workers):
         with Workers(workers) as pool:
             return count_masks(
-                masks, spec, options, skip_errors=skip_errors, workers=pool, progress=progress
+                masks,
+                spec,
+                options,
+                skip_errors=skip_errors,
+                workers=pool,
+                progress=progress,
+                rows=rows,
             )
     parallel = workers.count if len(masks) >= POOL_MIN_FILES else 1
-    tasks = [(masks[share], spec, options, skip_errors) for share in _shares(len(masks), parallel)]
+    tasks = [
+        (masks[share], spec, options, skip_errors, TaskRows(index) if rows else None)
+        for index, share in enumerate(_shares(len(masks), parallel))
+    ]
+    in_order = InOrder(rows) if rows else None  # tasks finish in any order; rows go in order
     counts = ClassCounts.zeros(spec.num_classes or 0)
     done = 0
     if progress:
         progress(0, len(masks))
-    for part in workers.map(_count_chunk, tasks, parallel):
+    for part, task_rows in workers.map(_count_chunk, tasks, parallel):
         counts += part
+        if in_order:
+            in_order.put(task_rows)
         done += part.files + len(part.errors)
         if progress:
             progress(done, len(masks))
@@ -191,13 +215,17 @@ def _shares(count: int, parallel: int) -> Iterator[slice]:
         start += size
 
 
-def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) -> ClassCounts:
-    masks, spec, options, skip_errors = task
+def _count_chunk(
+    task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool, TaskRows | None],
+) -> tuple[ClassCounts, TaskRows | None]:
+    masks, spec, options, skip_errors, rows = task
     counts = ClassCounts.zeros(spec.num_classes or 0)
     histograms, paths, values = [], [], 0
     for mask in masks:
         try:
             histogram = read_histogram(mask, options)
+            if rows is not None:  # per-image rows (issue 12): the one hook, see per_image.py
+                rows.add(mask, histogram, spec, options)
             if histogram.colour:  # classified now: without a colour map it is an error
                 counts.add_mask(histogram, spec, mask.path)
                 continue
@@ -213,7 +241,7 @@ def _count_chunk(task: tuple[Sequence[MaskFile], LabelSpec, ReadOptions, bool]) 
             counts.add_masks(histograms, spec, paths)
             histograms, paths, values = [], [], 0
     counts.add_masks(histograms, spec, paths)
-    return counts
+    return counts, rows
 
 
 class Workers:

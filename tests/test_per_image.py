@@ -1,0 +1,174 @@
+"""Per-image rows: `scan --per-image FILE`, the writers and the reader."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from classweights.counting import LabelSpec
+from classweights.per_image import FORMATS, InOrder, Row, Table, TaskRows, read_rows, writing
+from classweights.scan import scan
+from helpers import MASK_A, MASK_B, assert_one_line_error, run, run_json, save_mask
+
+#: The rows of MASK_A and MASK_B with 255 ignored (see helpers: counts by eye).
+ROWS = [
+    Row("a.png", 4, 4, 0, {0: 12, 1: 4}),
+    Row("b.png", 4, 4, 2, {0: 8, 1: 4, 2: 2}),
+]
+
+
+@pytest.fixture
+def two_masks(tmp_path):
+    save_mask(tmp_path / "masks" / "a.png", MASK_A)
+    save_mask(tmp_path / "masks" / "b.png", MASK_B)
+    return tmp_path / "masks"
+
+
+@pytest.mark.parametrize("suffix", list(FORMATS))
+def test_rows_of_hand_made_masks_in_every_format(tmp_path, two_masks, suffix):
+    out = tmp_path / f"rows{suffix}"
+    doc = run_json("scan", two_masks, "--ignore-index", 255, "--per-image", out, "-q")
+    assert list(read_rows(out)) == ROWS
+    # Summed, the rows are the document's counts.
+    counts = Table.of(read_rows(out)).counts(doc["num_classes"])
+    assert counts.pixels.tolist() == [c["pixels"] for c in doc["classes"]]
+    assert counts.images.tolist() == [c["images"] for c in doc["classes"]]
+    assert counts.image_pixels.tolist() == [c["image_pixels"] for c in doc["classes"]]
+    assert counts.ignored == doc["totals"]["ignored"]
+    assert counts.files == doc["totals"]["files"]
+
+
+def test_csv_and_jsonl_are_plain_text(tmp_path, two_masks):
+    run_json("scan", two_masks, "--ignore-index", 255, "--per-image", tmp_path / "r.csv", "-q")
+    assert (tmp_path / "r.csv").read_text() == (
+        "path,height,width,ignored,pixels\na.png,4,4,0,0:12 1:4\nb.png,4,4,2,0:8 1:4 2:2\n"
+    )
+    run_json("scan", two_masks, "--ignore-index", 255, "--per-image", tmp_path / "r.jsonl", "-q")
+    assert (tmp_path / "r.jsonl").read_text().splitlines()[1] == (
+        '{"path":"b.png","height":4,"width":4,"ignored":2,"pixels":{"0":8,"1":4,"2":2}}'
+    )
+
+
+def test_a_value_map_sums_raw_values_into_one_class(tmp_path, two_masks):
+    out = tmp_path / "r.jsonl"
+    run_json("scan", two_masks, "--map", "2:1", "--map", "255:1", "--per-image", out, "-q")
+    assert list(read_rows(out))[1] == Row("b.png", 4, 4, 0, {0: 8, 1: 8})
+
+
+def _many_masks(root, count=150):
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        ids = rng.integers(0, 1 + i % 5, size=(3 + i % 4, 5), dtype=np.uint8)
+        ids[0, 0] = 255 if i % 3 == 0 else ids[0, 0]
+        save_mask(root / f"d{i % 7}" / f"m{i:03d}.png", ids)
+    return root
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_same_rows_in_path_order_whatever_the_workers(tmp_path, suffix):
+    masks = _many_masks(tmp_path / "masks")
+    files = []
+    for workers in (1, 2, 3):
+        out = tmp_path / f"w{workers}{suffix}"
+        doc = run_json(
+            "scan", masks, "--ignore-index", 255, "--workers", workers, "--per-image", out, "-q"
+        )
+        files.append(out)
+    rows = [list(read_rows(f)) for f in files]
+    assert rows[0] == rows[1] == rows[2]
+    assert [r.path for r in rows[0]] == sorted(r.path for r in rows[0])
+    assert len(rows[0]) == 150
+    assert Table.of(rows[0]).counts(doc["num_classes"]).pixels.tolist() == [
+        c["pixels"] for c in doc["classes"]
+    ]
+    if suffix == ".csv":
+        assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
+
+
+def test_rows_from_the_library_match_a_pillow_count(tmp_path):
+    masks = _many_masks(tmp_path / "masks", 20)
+    got: list[Row] = []
+    scan([masks], LabelSpec(ignore_index=(255,)), rows=got.extend, workers=1)
+    from PIL import Image
+
+    for row in got:
+        ids = np.asarray(Image.open(masks / row.path))
+        values, counts = np.unique(ids, return_counts=True)
+        expect = {int(v): int(n) for v, n in zip(values, counts, strict=True) if v != 255}
+        assert row.pixels == expect
+        assert row.ignored == int((ids == 255).sum())
+        assert (row.height, row.width) == ids.shape
+
+
+def test_in_order_hands_rows_on_in_task_order():
+    seen: list[Row] = []
+    in_order = InOrder(seen.extend)
+    parts = [TaskRows(i, [Row(str(i), 1, 1, 0, {})]) for i in range(4)]
+    for i in (2, 0, 3):
+        in_order.put(parts[i])
+    assert [r.path for r in seen] == ["0"] and in_order.waiting == 2
+    in_order.put(parts[1])
+    assert [r.path for r in seen] == ["0", "1", "2", "3"] and in_order.waiting == 0
+
+
+def test_a_failed_scan_leaves_no_file(tmp_path, two_masks):
+    (two_masks / "c.png").write_bytes(b"not a png")
+    out = tmp_path / "rows.csv"
+    result = run("scan", two_masks, "--ignore-index", 255, "--per-image", out)
+    assert result.exit_code == 3
+    assert os.listdir(tmp_path) == ["masks"]
+
+
+def test_skipped_masks_have_no_row(tmp_path, two_masks):
+    (two_masks / "c.png").write_bytes(b"not a png")
+    out = tmp_path / "rows.csv"
+    run_json("scan", two_masks, "--ignore-index", 255, "--skip-errors", "--per-image", out, "-q")
+    assert [r.path for r in read_rows(out)] == ["a.png", "b.png"]
+
+
+def test_bad_per_image_names_are_usage_errors(tmp_path, two_masks):
+    result = run("scan", two_masks, "--per-image", tmp_path / "rows.txt")
+    assert result.exit_code == 2
+    assert "--per-image" in result.stderr and ".csv, .jsonl, .parquet" in result.stderr
+    result = run("scan", two_masks, "--per-image", tmp_path / "nowhere" / "rows.csv")
+    assert result.exit_code == 2
+
+
+def test_refuses_to_write_over_a_link(tmp_path, two_masks):
+    target = tmp_path / "target.csv"
+    target.write_text("keep")
+    (tmp_path / "link.csv").symlink_to(target)
+    result = run("scan", two_masks, "--ignore-index", 255, "--per-image", tmp_path / "link.csv")
+    assert_one_line_error(result, 3, "link.csv", "not a regular file")
+    assert target.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("bad.csv", "path,pixels\na.png,0:1\n", "header"),
+        ("bad.csv", "path,height,width,ignored,pixels\na.png,4,4,0,0-12\n", "not a per-image"),
+        ("bad.jsonl", '{"path": "a.png"}\n', "no 'height' field"),
+        ("bad.jsonl", '{"path":"a","height":1,"width":1,"ignored":-1,"pixels":{}}\n', "negative"),
+        ("bad.parquet", "not parquet", "not a per-image file"),
+    ],
+)
+def test_reading_a_bad_file_is_one_input_error(tmp_path, name, text, fragment):
+    from classweights.errors import InputError
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(InputError, match=fragment) as error:
+        list(read_rows(tmp_path / name))
+    assert name in str(error.value)
+
+
+def test_writing_is_atomic_when_the_block_fails(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    out.write_text("old")
+    with pytest.raises(KeyboardInterrupt), writing(out) as write:
+        write(ROWS)
+        raise KeyboardInterrupt
+    assert out.read_text() == "old"
+    assert os.listdir(tmp_path) == ["rows.jsonl"]
