@@ -7,8 +7,11 @@ Library errors become one line and their exit code: 2 usage, 3 input (DESIGN.md)
 
 from __future__ import annotations
 
+import csv
 import functools
 import inspect
+import io
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -62,6 +65,9 @@ class _Silent:
         yield None
 
     def summary(self, doc: dict) -> None:
+        pass
+
+    def note(self, message: str) -> None:
         pass
 
 
@@ -383,9 +389,40 @@ def cli() -> None:
     help="Also write one row per mask (path, size, ignored, pixels per class): "
     ".csv, .jsonl or .parquet.",
 )
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Count a random sample of N masks (seeded by --seed), and bootstrap the weights' "
+    "intervals.",
+)
+@click.option(
+    "--until-stable",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="R",
+    help="Read masks in a random order until every weight's 95%% interval is within R "
+    "(relative, 0.05 = 5%%) of it.",
+)
+@click.option(
+    "--bootstrap",
+    "resamples",
+    type=click.IntRange(min=0),
+    metavar="B",
+    help="Bootstrap resamples for the 95%% intervals; 0 for none [default: 1000 with "
+    "--sample or --until-stable, else none].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of --sample, --until-stable and --bootstrap.",
+)
 @weight_options
 @output_options
-def scan_command(paths, skip_errors, per_image, **options) -> None:
+def scan_command(
+    paths, skip_errors, per_image, sample, until_stable, resamples, seed, **options
+) -> None:
     """Count pixels per class in the masks under PATH... and derive class weights.
 
     PATH is a directory (searched recursively), a mask file, or a glob.
@@ -396,11 +433,101 @@ def scan_command(paths, skip_errors, per_image, **options) -> None:
     """
     reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
     display = _display(options["quiet"])
+    if resamples is None:
+        resamples = 1000 if sample or until_stable else 0
+    if until_stable and not resamples:
+        raise click.UsageError("--until-stable needs --bootstrap resamples, not 0")
+    extra = None
     with _per_image_rows(per_image) as rows:
-        result = _scan(paths, reading, display, skip_errors=skip_errors, rows=rows)
+        if sample or until_stable or resamples:
+            how = {"sample": sample, "until_stable": until_stable, "seed": seed}
+            result, extra = _sample_scan(
+                paths, reading, display, rows, how, resamples, skip_errors, options
+            )
+        else:
+            result = _scan(paths, reading, display, skip_errors=skip_errors, rows=rows)
     for path, error in result.counts.errors:
         display.warn(f"skipped {path}: {error}")
-    _emit(result, display, **options)
+    _emit(result, display, extra=extra, **options)
+
+
+def _weigh(options: dict) -> Callable:
+    """Return ``weigh(counts)``: the weights of counts under the weight options of a command."""
+    settings = {
+        "method": options["method"],
+        "normalize": options["normalize"],
+        "missing": options["missing"],
+        "clip": (options["clip_min"], options["clip_max"]),
+        "params": Params(enet_c=options["enet_c"], beta=options["beta"]),
+    }
+    return lambda counts: compute_weights(counts, **settings).weights
+
+
+def _sample_scan(
+    paths, reading: _Reading, display, rows, how: dict, resamples: int, skip_errors, options
+) -> tuple[ScanResult, dict | None]:
+    """Scan a sample of the masks (or all) and bootstrap the weights' intervals (issue 12):
+    the result, and the document's ``interval`` entry (None without resamples)."""
+    from .intervals import scan_sample
+
+    with display.progress() as progress:
+        sampled = scan_sample(
+            paths,
+            reading.spec,
+            _weigh(options),
+            **how,
+            resamples=max(resamples, 1),
+            rows=rows,
+            pattern=reading.pattern,
+            regions=reading.roi,
+            options=reading.options,
+            names=reading.names,
+            workers=reading.workers,
+            progress=progress,
+            skip_errors=skip_errors,
+        )
+    result = sampled.result
+    if result.names is None and reading.colour_names:
+        names = tuple(reading.colour_names.get(c) for c in range(result.counts.num_classes))
+        result = replace(result, names=names)
+    for warning in result.warnings:
+        display.warn(warning)
+    read = sampled.table.__len__()
+    worst = (
+        f"; widest interval +/-{sampled.worst:.1%} of its weight (class {sampled.worst_class})"
+        if sampled.worst_class is not None
+        else ""
+    )
+    if how["until_stable"]:
+        verdict = "stable" if sampled.stable else "not stable"
+        display.note(
+            f"read {read:,} of {sampled.found:,} masks in a random order (seed {how['seed']}): "
+            f"{verdict} within {how['until_stable']:g}{worst}"
+        )
+    elif how["sample"]:
+        display.note(
+            f"counted a random sample of {read:,} of {sampled.found:,} masks "
+            f"(seed {how['seed']}){worst if resamples else ''}"
+        )
+    if not resamples:
+        return result, None
+    digits = options["digits"]
+    interval = sampled.interval
+
+    def rounded(values) -> list[float]:
+        return [float(f"{v:.{digits}g}") for v in values.tolist()]
+
+    entry = {
+        "low": rounded(interval.low),
+        "high": rounded(interval.high),
+        "level": interval.level,
+        "bootstrap": interval.bootstrap,
+        "images": interval.images,
+        "seed": how["seed"],
+    }
+    if how["until_stable"]:
+        entry.update(until_stable=how["until_stable"], stable=sampled.stable)
+    return result, {"interval": entry}
 
 
 def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -410,11 +537,13 @@ def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | No
     if value is None:
         return None
     try:
-        if per_image.file_format(value) == ".parquet":
-            per_image._parquet()
-    except (ValueError, ClassWeightsError) as error:
-        message = str(error).replace(f"per_image {value!r}", value)
-        raise click.BadParameter(message) from None
+        parquet = per_image.file_format(value) == ".parquet"
+    except ValueError as error:
+        raise click.BadParameter(str(error).replace(f"per_image {value!r}", value)) from None
+    if parquet and not per_image.has_parquet():
+        raise click.BadParameter(
+            "Parquet needs pyarrow: pip install 'classweights[parquet]', or use .csv or .jsonl"
+        )
     return _check_output(ctx, param, value)
 
 
@@ -615,6 +744,139 @@ def merge_command(reports, **options) -> None:
     _emit(merged, _display(options["quiet"]), **options)
 
 
+def _sampling_methods() -> list[str]:
+    from .sampling import METHODS as SAMPLING_METHODS
+
+    return list(SAMPLING_METHODS)
+
+
+def _per_image_file(paths: tuple[str, ...]) -> str | None:
+    """Return the per-image file ``paths`` name, or None when they name masks to scan (no mask
+    format has a per-image file's extension)."""
+    from .per_image import FORMATS as ROW_FORMATS
+
+    if len(paths) == 1 and os.path.splitext(paths[0])[1].lower() in ROW_FORMATS:
+        return paths[0]
+    return None
+
+
+@cli.command("image-weights")
+@click.argument("paths", nargs=-1, required=True, metavar="PER_IMAGE_OR_PATH...")
+@label_options
+@click.option(
+    "--method",
+    "sampling_method",
+    type=click.Choice(_sampling_methods()),
+    required=True,
+    help="repeat-factor (LVIS, detectron2), rare-class (DAFormer) or inverse (mean pixel "
+    "weight, for WeightedRandomSampler).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="T",
+    help="repeat-factor: classes in fewer than this share of the images are repeated "
+    "[default: 0.001].",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="T",
+    help="rare-class: softmax temperature; smaller favours rare classes more [default: 0.01].",
+)
+@click.option(
+    "--min-pixels",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="rare-class: an image is drawn for a class only if it holds more than N of its "
+    "pixels [default: 0].",
+)
+@click.option(
+    "--class-method",
+    type=click.Choice([*METHODS, *ALIASES]),
+    help="inverse: the class weights whose mean over an image's pixels is its weight "
+    "[default: inverse].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv: path,weight rows; json: method, params, and paths and weights aligned.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    callback=_check_output,
+    help="Write the weights here (atomically) instead of to stdout.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+def image_weights_command(
+    paths,
+    sampling_method,
+    threshold,
+    temperature,
+    min_pixels,
+    class_method,
+    fmt,
+    output,
+    quiet,
+    **options,
+) -> None:
+    """Write a sampling weight per image, for a rebalancing sampler.
+
+    PER_IMAGE_OR_PATH is a per-image file written by `scan --per-image`
+    (.csv, .jsonl, .parquet), or masks to scan (as `scan` takes them).
+    The weights are aligned with the images, in path order.
+
+    Example:
+
+        classweights image-weights rows.parquet --method repeat-factor --threshold 0.1
+    """
+    from . import sampling
+    from .per_image import Table, read_rows
+
+    given = {
+        "--threshold": (threshold, "repeat-factor"),
+        "--temperature": (temperature, "rare-class"),
+        "--min-pixels": (min_pixels, "rare-class"),
+        "--class-method": (class_method, "inverse"),
+    }
+    for flag, (value, method) in given.items():
+        if value is not None and sampling_method != method:
+            raise click.UsageError(f"{flag} applies to --method {method}, not {sampling_method}")
+    params = sampling.Params(
+        threshold=sampling.THRESHOLD if threshold is None else threshold,
+        temperature=sampling.TEMPERATURE if temperature is None else temperature,
+        min_pixels=sampling.MIN_PIXELS if min_pixels is None else min_pixels,
+        class_method=class_method or "inverse",
+    )
+    source = _per_image_file(paths)
+    if source is not None:
+        table = Table.of(read_rows(source))
+    else:
+        rows: list = []
+        _scan(paths, _reading(**options), _display(quiet), rows=rows.extend)
+        table = Table.of(rows)
+    try:
+        result = sampling.image_weights(table, sampling_method, params)
+    except ClassWeightsError as error:  # name the flag, not the library's parameter
+        error.args = (str(error).replace("min_pixels", "--min-pixels"),)
+        raise
+    if fmt == "json":
+        doc = result.document()
+        text = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
+        _write(text + "\n}\n", output)
+    else:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(("path", "weight"))
+        writer.writerows(zip(result.paths, result.weights.tolist(), strict=True))
+        _write(out.getvalue(), output)
+
+
 def _emit(
     result: ScanResult,
     display: Display | _Silent,
@@ -630,8 +892,10 @@ def _emit(
     digits: int,
     output: str | None,
     quiet: bool,
+    extra: dict | None = None,
 ) -> None:
-    """Derive the weights, show the table and warnings, and write the document."""
+    """Derive the weights, show the table and warnings, and write the document (with the
+    ``extra`` entries at its end)."""
     weights = compute_weights(
         result.counts,
         method,
@@ -641,6 +905,7 @@ def _emit(
         params=Params(enet_c=enet_c, beta=beta),
     )
     doc = document(result, weights, digits=digits)
+    doc.update(extra or {})
     display.summary(doc)
     if weights.absent and missing != "error":
         display.warn(

@@ -45,6 +45,10 @@ class Display:
             f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
         )
 
+    def note(self, message: str) -> None:
+        """Say something that is neither a warning nor part of the table."""
+        self.console.print(escape(message), highlight=False, soft_wrap=True)
+
     @contextmanager
     def progress(self) -> Iterator[ProgressCallback | None]:
         """Yield a progress callback that draws a bar, or None when stderr is not a terminal."""
@@ -83,7 +87,15 @@ class Display:
         )
         for header in ("id", "name", "pixels", "share", "images", "weight"):
             table.add_column(header, justify="left" if header == "name" else "right")
+        interval = doc.get("interval")  # bootstrap intervals (scan --sample, --bootstrap)
+        if interval:
+            table.add_column(f"{interval['level']:.0%} interval", justify="right")
         for c in shown:
+            bounds = (
+                [f"{interval['low'][c['id']]:.4g} - {interval['high'][c['id']]:.4g}"]
+                if interval
+                else []
+            )
             table.add_row(
                 str(c["id"]),
                 escape(c["name"] or ""),
@@ -91,6 +103,7 @@ class Display:
                 f"{100 * c['frequency']:.2f}%",
                 f"{c['images']:,}",
                 f"{c['weight']:.4g}",
+                *bounds,
                 style=None if c["pixels"] else "dim",
             )
         self.console.print(table)

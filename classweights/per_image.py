@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import stat
+import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,13 +64,37 @@ def make_row(mask: MaskFile, histogram: Histogram, spec: LabelSpec, options: Rea
 
     Raises `MaskError` as `LabelSpec.classify` does (a colour mask without a colour map).
     """
-    labels, kept, ignored, _ = spec.classify(histogram, mask.path)
-    # After a value map two raw values may share a class: sum them per class.
-    ids, slot = np.unique(labels, return_inverse=True)
-    pixels = np.bincount(slot.ravel(), weights=kept, minlength=len(ids)).astype(np.int64)
-    shape = mask_size(mask.path, options)
-    height, width = (shape + (1, 1))[:2]
-    return Row(mask.name, int(height), int(width), ignored, dict(zip(ids.tolist(), pixels.tolist())))
+    labels, pixels, ignored, _ = spec.classify(histogram, mask.path)
+    if labels.size > 1 and not (labels[1:] > labels[:-1]).all():
+        # After a value map two raw values may share a class: sum them per class.
+        labels, slot = np.unique(labels, return_inverse=True)
+        pixels = np.bincount(slot.ravel(), weights=pixels).astype(np.int64)
+    height, width = _png_size(mask.path) or (*mask_size(mask.path, options), 1, 1)[:2]
+    classes = dict(zip(labels.tolist(), pixels.tolist(), strict=True))
+    return Row(mask.name, int(height), int(width), ignored, classes)
+
+
+#: A PNG's first 24 bytes: its signature, then the IHDR chunk's length, type, width, height.
+_PNG_HEAD = struct.Struct(">8sI4sII")
+
+
+def _png_size(path: str) -> tuple[int, int] | None:
+    """Return a PNG's (height, width) from its header, None for any other file.
+
+    Two orders of magnitude cheaper than opening the image with Pillow (`masks.mask_size`),
+    which also keeps Pillow out of workers that never needed it.
+    """
+    try:
+        with open(path, "rb", buffering=0) as file:
+            head = file.read(_PNG_HEAD.size)
+    except OSError:
+        return None
+    if len(head) < _PNG_HEAD.size:
+        return None
+    signature, _, kind, width, height = _PNG_HEAD.unpack(head)
+    if signature != b"\x89PNG\r\n\x1a\n" or kind != b"IHDR":
+        return None
+    return height, width
 
 
 @dataclass
@@ -158,6 +183,13 @@ class _JsonlWriter:
         pass
 
 
+def has_parquet() -> bool:
+    """Return whether pyarrow can be imported, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
+
+
 def _parquet():
     try:
         import pyarrow as pa
@@ -170,9 +202,17 @@ def _parquet():
 
 
 class _ParquetWriter:
-    """Parquet, one row group per task; ``pixels`` is a map<int32, int64>."""
+    """Parquet, one row group per task; ``pixels`` is a map<int32, int64>.
+
+    pyarrow is imported on the first write, after the scan has forked its workers: its
+    libraries (tens of MB) then stay out of every worker.
+    """
 
     def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._writer = None
+
+    def _open(self) -> None:
         pa, pq = _parquet()
         self._pa = pa
         self._schema = pa.schema(
@@ -184,16 +224,20 @@ class _ParquetWriter:
                 ("pixels", pa.map_(pa.int32(), pa.int64())),
             ]
         )
-        self._writer = pq.ParquetWriter(out, self._schema)
+        self._writer = pq.ParquetWriter(self._out, self._schema)
 
     def write(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
+        if self._writer is None:
+            self._open()
         columns = list(zip(*rows, strict=True))
         columns[4] = [list(pixels.items()) for pixels in columns[4]]
         self._writer.write_table(self._pa.Table.from_arrays(columns, schema=self._schema))
 
     def close(self) -> None:
+        if self._writer is None:  # no rows: a file with the schema alone
+            self._open()
         self._writer.close()
 
 

@@ -16,7 +16,6 @@ from typing import BinaryIO
 
 from .counting import ClassCounts, LabelSpec, sparse_label_hint, unexpected_summary
 from .errors import ClassWeightsError, InputError, MaskError
-from .per_image import InOrder, Row, TaskRows
 from .masks import (
     LOSSY_SUFFIXES,
     MaskFile,
@@ -25,6 +24,7 @@ from .masks import (
     pair_regions,
     read_histogram,
 )
+from .per_image import InOrder, Row, TaskRows
 
 #: ``progress(done, total)``: files counted so far, out of how many.
 Progress = Callable[[int, int], None]
@@ -106,6 +106,7 @@ def scan(
     workers: int | None = None,
     progress: Progress | None = None,
     rows: Callable[[Sequence[Row]], None] | None = None,
+    select: Callable[[list[MaskFile]], list[MaskFile]] | None = None,
 ) -> ScanResult:
     """Return the class counts of every mask under ``paths`` (see `masks.find_masks`).
 
@@ -117,6 +118,8 @@ def scan(
 
     ``rows``, when given, is called with the per-image rows of the masks counted
     (`per_image.Row`), a batch at a time, in path order whatever the worker count.
+    ``select``, when given, picks the masks to count from those found (a random sample,
+    `intervals.reservoir`); the result's source then names those alone.
     """
     paths = list(paths)
     spec = spec or LabelSpec()
@@ -131,6 +134,8 @@ def scan(
         masks = find_masks(paths, pattern)
         if regions is not None:
             masks = pair_regions(masks, regions)
+        if select is not None:
+            masks = select(masks)
         counts = count_masks(
             masks,
             spec,

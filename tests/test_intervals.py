@@ -1,0 +1,171 @@
+"""Bootstrap intervals of the weights from a sample of masks, and the sampling itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from classweights.intervals import bootstrap, reservoir
+from classweights.per_image import Row, Table
+from classweights.weights import compute_weights
+from helpers import assert_one_line_error, run, run_json, save_mask
+
+
+def test_reservoir_keeps_the_listing_order_and_is_seeded():
+    items = [f"m{i:03d}" for i in range(100)]
+    chosen = reservoir(iter(items), 10, np.random.default_rng(1))
+    assert len(chosen) == 10 and chosen == sorted(chosen) and set(chosen) <= set(items)
+    assert chosen == reservoir(items, 10, np.random.default_rng(1))
+    assert reservoir(items, 500, np.random.default_rng(1)) == items
+
+
+def test_reservoir_is_uniform():
+    # Each of 20 items is kept with probability 5/20; over 4000 draws its count is binomial
+    # with mean 1000 and sd 27: all 20 within 5 sd.
+    rng = np.random.default_rng(7)
+    kept = np.zeros(20)
+    for _ in range(4000):
+        kept[reservoir(range(20), 5, rng)] += 1
+    assert np.abs(kept - 1000).max() < 5 * 27.4
+
+
+def _table(dense: np.ndarray, ignored: np.ndarray) -> Table:
+    """A table from an (images, classes) pixel matrix: the per-image count vectors."""
+    image, label = np.nonzero(dense)
+    return Table(
+        tuple(f"m{i}" for i in range(len(dense))),
+        dense.sum(axis=1) + ignored,
+        ignored,
+        image.astype(np.int64),
+        label.astype(np.int64),
+        dense[image, label],
+    )
+
+
+def _population(rng: np.random.Generator, images: int = 4000) -> Table:
+    """Count vectors of a synthetic population: classes held at different rates, region sizes
+    varying from image to image, some pixels ignored."""
+    rates = np.array([0.95, 0.6, 0.35, 0.2])
+    scale = np.array([4000.0, 1500.0, 600.0, 250.0])
+    holds = rng.random((images, 4)) < rates
+    dense = np.where(holds, rng.gamma(2.0, scale / 2.0, (images, 4)).astype(np.int64) + 1, 0)
+    ignored = rng.integers(0, 300, images)
+    return _table(dense, ignored)
+
+
+@pytest.mark.parametrize(("method", "normalize"), [("median", "none"), ("inverse", "pixels")])
+def test_95_percent_intervals_cover_the_true_weights(method, normalize):
+    """Repeated samples of 250 images from a population of 4,000 whose weights are known:
+    each class's interval covers its true weight in 90-99% of the trials."""
+    rng = np.random.default_rng(2026)
+    population = _population(rng)
+    dense, ignored = population.dense(), population.ignored
+
+    def weigh(counts):
+        return compute_weights(counts, method, normalize=normalize).weights
+
+    truth = weigh(population.counts())
+    trials, covered = 150, np.zeros(4)
+    for _ in range(trials):
+        chosen = rng.choice(len(population), 250, replace=False)
+        interval = bootstrap(_table(dense[chosen], ignored[chosen]), weigh, resamples=200, rng=rng)
+        covered += (interval.low <= truth) & (truth <= interval.high)
+    rate = covered / trials
+    assert ((rate >= 0.90) & (rate <= 0.99)).all(), rate
+
+
+def test_bootstrap_of_identical_images_has_no_width():
+    rows = [Row(f"m{i}", 2, 2, 1, {0: 2, 1: 1}) for i in range(10)]
+    table = Table.of(rows)
+
+    def weigh(counts):
+        return compute_weights(counts, "inverse").weights
+
+    interval = bootstrap(table, weigh, resamples=50, rng=np.random.default_rng(0))
+    # w = N / (K n_c) = 30 / (2 * 20), 30 / (2 * 10)
+    assert interval.low.tolist() == interval.high.tolist() == [0.75, 1.5]
+    assert interval.images == 10 and interval.bootstrap == 50 and interval.level == 0.95
+
+
+@pytest.fixture
+def masks(tmp_path):
+    rng = np.random.default_rng(5)
+    for i in range(120):
+        ids = rng.integers(0, 3, (6, 8))
+        if i % 4 == 0:
+            ids[:2, :2] = 3
+        ids[0, -1] = 255
+        save_mask(tmp_path / "masks" / f"m{i:03d}.png", ids)
+    return tmp_path / "masks"
+
+
+def test_sample_counts_n_masks_and_gives_every_weight_an_interval(masks):
+    args = ("scan", masks, "--ignore-index", 255, "--sample", 40, "-q")
+    doc = run_json(*args)
+    assert doc["totals"]["files"] == doc["source"]["files"] == 40
+    interval = doc["interval"]
+    assert set(interval) == {"low", "high", "level", "bootstrap", "images", "seed"}
+    assert (interval["level"], interval["bootstrap"], interval["images"]) == (0.95, 1000, 40)
+    assert len(interval["low"]) == len(interval["high"]) == doc["num_classes"] == 4
+    assert all(lo <= hi for lo, hi in zip(interval["low"], interval["high"], strict=True))
+    # Seeded: the same run gives the same bytes, whatever the workers; another seed differs.
+    again = run(*args, "--workers", 1)
+    assert again.stdout == run(*args, "--workers", 3).stdout
+    assert json.loads(again.stdout) == doc
+    assert run_json(*args, "--seed", 1)["source"] != doc["source"]
+
+
+def test_sample_with_per_image_rows_writes_the_sampled_masks(tmp_path, masks):
+    out = tmp_path / "rows.csv"
+    doc = run_json("scan", masks, "--ignore-index", 255, "--sample", 10, "--per-image", out, "-q")
+    lines = out.read_text().splitlines()[1:]
+    assert len(lines) == 10 and lines == sorted(lines)
+    assert sum(int(line.split(",")[3]) for line in lines) == doc["totals"]["ignored"]
+
+
+def test_bootstrap_zero_counts_the_sample_alone(masks):
+    doc = run_json("scan", masks, "--ignore-index", 255, "--sample", 30, "--bootstrap", 0, "-q")
+    assert "interval" not in doc and doc["totals"]["files"] == 30
+
+
+def test_bootstrap_alone_resamples_every_mask(masks):
+    doc = run_json("scan", masks, "--ignore-index", 255, "--bootstrap", 100, "-q")
+    assert doc["totals"]["files"] == 120 and doc["interval"]["bootstrap"] == 100
+
+
+def test_stderr_table_shows_the_intervals_and_a_note(masks):
+    result = run("scan", masks, "--ignore-index", 255, "--sample", 20)
+    assert result.exit_code == 0
+    assert "95% interval" in result.stderr
+    assert "counted a random sample of 20 of 120 masks (seed 0)" in result.stderr
+
+
+def test_until_stable_stops_once_every_interval_is_narrow_enough(masks):
+    loose = run("scan", masks, "--ignore-index", 255, "--until-stable", 10)
+    assert loose.exit_code == 0, loose.stderr
+    doc = json.loads(loose.stdout)
+    assert doc["totals"]["files"] == 50  # the first batch is enough
+    assert doc["interval"]["stable"] is True and doc["interval"]["until_stable"] == 10
+    assert "read 50 of 120 masks in a random order (seed 0): stable within 10" in loose.stderr
+    tight = run("scan", masks, "--ignore-index", 255, "--until-stable", 0.0001)
+    doc = json.loads(tight.stdout)
+    assert doc["totals"]["files"] == 120 and doc["interval"]["stable"] is False
+    assert "read 120 of 120 masks" in tight.stderr and "not stable" in tight.stderr
+    assert (
+        run("scan", masks, "--ignore-index", 255, "--until-stable", 0.0001).stdout == tight.stdout
+    )
+
+
+def test_until_stable_needs_resamples(masks):
+    result = run("scan", masks, "--until-stable", 0.1, "--bootstrap", 0)
+    assert result.exit_code == 2 and "--until-stable needs --bootstrap" in result.stderr
+
+
+def test_missing_error_has_no_interval_when_a_resample_lacks_a_class(tmp_path):
+    save_mask(tmp_path / "m" / "a.png", [[0, 1]])
+    for i in range(5):
+        save_mask(tmp_path / "m" / f"b{i}.png", [[0, 0]])
+    result = run("scan", tmp_path / "m", "--bootstrap", 200, "--missing", "error")
+    assert_one_line_error(result, 3, "bootstrap resample", "missing policy other than error")
