@@ -30,7 +30,7 @@ from typing import IO, NamedTuple, Protocol
 
 import numpy as np
 
-from .counting import ClassCounts, LabelSpec
+from .counting import IGNORED, ClassCounts, LabelSpec, _in_table
 from .errors import InputError
 from .masks import Histogram, MaskFile, ReadOptions, mask_size
 
@@ -64,7 +64,14 @@ def make_row(mask: MaskFile, histogram: Histogram, spec: LabelSpec, options: Rea
 
     Raises `MaskError` as `LabelSpec.classify` does (a colour mask without a colour map).
     """
-    labels, pixels, ignored, _ = spec.classify(histogram, mask.path)
+    codes = spec._table[histogram.values] if _in_table(histogram) else None
+    if codes is not None and not (codes < IGNORED).any():
+        # The common case, as `ClassCounts.add_masks` takes it: one lookup, every value
+        # a class or ignored. `LabelSpec.classify` costs as much again as decoding a small mask.
+        labels, pixels = codes[codes >= 0], histogram.counts[codes >= 0]
+        ignored = int(histogram.counts[codes == IGNORED].sum())
+    else:
+        labels, pixels, ignored, _ = spec.classify(histogram, mask.path)
     if labels.size > 1 and not (labels[1:] > labels[:-1]).all():
         # After a value map two raw values may share a class: sum them per class.
         labels, slot = np.unique(labels, return_inverse=True)

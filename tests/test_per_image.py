@@ -172,3 +172,12 @@ def test_writing_is_atomic_when_the_block_fails(tmp_path):
         raise KeyboardInterrupt
     assert out.read_text() == "old"
     assert os.listdir(tmp_path) == ["rows.jsonl"]
+
+
+def test_values_that_may_not_occur_are_in_no_column(two_masks):
+    # Without strict, label 2 (out of 0..1) and 255 (not ignored) are tallied as unexpected by
+    # the scan, and a row holds neither: its pixels are the counted classes alone.
+    got: list[Row] = []
+    result = scan([two_masks], LabelSpec(num_classes=2), strict=False, rows=got.extend)
+    assert got == [Row("a.png", 4, 4, 0, {0: 12, 1: 4}), Row("b.png", 4, 4, 0, {0: 8, 1: 4})]
+    assert Table.of(got).counts(2).pixels.tolist() == result.counts.pixels.tolist()
