@@ -877,6 +877,133 @@ def image_weights_command(
         _write(out.getvalue(), output)
 
 
+@cli.command("multilabel")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--channels",
+    type=click.Choice(["first", "last"]),
+    help="Arrays hold one binary mask per class on their first (C,H,W) or last (H,W,C) axis; "
+    "images on their pages or channels.",
+)
+@click.option(
+    "--class-folders",
+    is_flag=True,
+    help="PATH holds one folder per class of binary masks: PATH/<class>/<stem>.png.",
+)
+@click.option(
+    "--one-hot",
+    is_flag=True,
+    help="The masks are one-hot: exit 1 if a pixel holds no class or several.",
+)
+@click.option(
+    "--class-names",
+    type=click.Path(dir_okay=False),
+    help="Class names: text one per line, or a JSON/YAML list.",
+)
+@click.option("--glob", "pattern", metavar="PATTERN", help="Which files count in a directory.")
+@click.option("--npz-key", metavar="KEY", help="The array to read from .npz files.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Largest image to decode, a guard against decompression bombs.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes [default: all cores]."
+)
+@click.option(
+    "--missing",
+    type=click.Choice(list(MISSING)),
+    default="zero",
+    show_default=True,
+    help="pos_weight of a class with no pixels.",
+)
+@click.option(
+    "--digits",
+    type=click.IntRange(1, 17),
+    default=DIGITS,
+    show_default=True,
+    help="Significant digits of pos_weight and frequencies.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    callback=_check_output,
+    help="Write the document here (atomically) instead of to stdout.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")
+def multilabel_command(
+    paths,
+    channels,
+    class_folders,
+    one_hot,
+    class_names,
+    pattern,
+    npz_key,
+    max_pixels,
+    workers,
+    missing,
+    digits,
+    output,
+    quiet,
+) -> None:
+    """Count multi-label or one-hot masks, one binary mask per class, and derive pos_weight.
+
+    A pixel may hold several classes. pos_weight[c] = (N - n_c) / n_c, shaped
+    (C, 1, 1) for BCEWithLogitsLoss on (N, C, H, W) logits.
+
+    Example:
+
+        classweights multilabel masks/ --channels first
+    """
+    from . import multilabel
+    from .scan import Source
+
+    if (channels is None) == (not class_folders):
+        raise click.UsageError("give one of --channels first|last and --class-folders")
+    options = ReadOptions(npz_key, max_pixels)
+    names = load_names(class_names) if class_names else None
+    if class_folders:
+        if len(paths) != 1:
+            raise click.UsageError("--class-folders takes one PATH, the folder of class folders")
+        folders, items = multilabel.class_folders(paths[0], pattern)
+        names = names or folders
+        layout, classes = "class folders", len(folders)
+    else:
+        items = multilabel.arrays(paths, pattern)
+        layout, classes = f"channels {channels}", None
+    counts = multilabel.count(items, classes, channels or "first", options, workers=workers)
+    source = Source.of(paths, multilabel.masks_of(items))
+    doc = multilabel.document(
+        counts,
+        layout=layout,
+        names=names,
+        missing=missing,
+        source={
+            "paths": list(source.paths),
+            "files": source.files,
+            "fingerprint": source.fingerprint,
+        },
+        digits=digits,
+    )
+    display = _display(quiet)
+    if counts.not_one_hot:
+        example = counts.examples[0][0]
+        message = (
+            f"{counts.not_one_hot:,} of {counts.files:,} masks are not one-hot: "
+            f"{counts.no_class:,} pixels hold no class and {counts.several:,} several; "
+            f"e.g. {example}"
+        )
+        if one_hot:
+            _write(FORMATS["json"](doc), output)
+            click.echo(f"one-hot: {message}", err=True)
+            raise click.exceptions.Exit(1)
+        display.warn(message)
+    _write(FORMATS["json"](doc), output)
+
+
 def _emit(
     result: ScanResult,
     display: Display | _Silent,

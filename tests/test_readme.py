@@ -53,6 +53,11 @@ STAND_INS = {
     "ADEChallengeData2016/annotations/training/ADE_train_00000001.png": [[0, 1], [13, 150]],
     "CamVid/trainannot/0001TP_006690.png": [[0, 3], [10, 11]],
     "membranes/0.png": [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [255, 255, 255, 255]],
+    # One binary mask per class and scan (classweights multilabel --class-folders).
+    "lesions/tumour/case1.png": [[0, 1], [1, 1]],
+    "lesions/tumour/case2.png": [[0, 0], [0, 1]],
+    "lesions/edema/case1.png": [[1, 1], [0, 0]],
+    "lesions/edema/case2.png": [[1, 0], [0, 0]],
 }
 
 
