@@ -373,6 +373,35 @@ def cli() -> None:
     """
 
 
+def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | None):
+    # Before any scan: a per-image file the scan could not write would cost a whole scan.
+    from . import per_image
+
+    if value is None:
+        return None
+    try:
+        parquet = per_image.file_format(value) == ".parquet"
+    except ValueError as error:
+        raise click.BadParameter(str(error).replace(f"per_image {value!r}", value)) from None
+    if parquet and not per_image.has_parquet():
+        raise click.BadParameter(
+            "Parquet needs pyarrow: pip install 'classweights[parquet]', or use .csv or .jsonl"
+        )
+    return _check_output(ctx, param, value)
+
+
+@contextmanager
+def _per_image_rows(path: str | None) -> Iterator[Callable | None]:
+    """Yield the ``rows`` callback of `scan.scan` that writes ``path``, or None without one."""
+    if path is None:
+        yield None
+        return
+    from . import per_image
+
+    with per_image.writing(path) as write:
+        yield write
+
+
 @cli.command("scan")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @label_options
@@ -384,7 +413,7 @@ def cli() -> None:
 @click.option(
     "--per-image",
     type=click.Path(dir_okay=False),
-    callback=lambda ctx, param, value: _check_per_image(ctx, param, value),
+    callback=_check_per_image,
     metavar="FILE",
     help="Also write one row per mask (path, size, ignored, pixels per class): "
     ".csv, .jsonl or .parquet.",
@@ -476,7 +505,7 @@ def _sample_scan(
             reading.spec,
             _weigh(options),
             **how,
-            resamples=max(resamples, 1),
+            resamples=resamples,
             rows=rows,
             pattern=reading.pattern,
             regions=reading.roi,
@@ -492,7 +521,7 @@ def _sample_scan(
         result = replace(result, names=names)
     for warning in result.warnings:
         display.warn(warning)
-    read = sampled.table.__len__()
+    read = len(sampled.table)
     worst = (
         f"; widest interval +/-{sampled.worst:.1%} of its weight (class {sampled.worst_class})"
         if sampled.worst_class is not None
@@ -528,35 +557,6 @@ def _sample_scan(
     if how["until_stable"]:
         entry.update(until_stable=how["until_stable"], stable=sampled.stable)
     return result, {"interval": entry}
-
-
-def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | None):
-    # Before any scan: a per-image file the scan could not write would cost a whole scan.
-    from . import per_image
-
-    if value is None:
-        return None
-    try:
-        parquet = per_image.file_format(value) == ".parquet"
-    except ValueError as error:
-        raise click.BadParameter(str(error).replace(f"per_image {value!r}", value)) from None
-    if parquet and not per_image.has_parquet():
-        raise click.BadParameter(
-            "Parquet needs pyarrow: pip install 'classweights[parquet]', or use .csv or .jsonl"
-        )
-    return _check_output(ctx, param, value)
-
-
-@contextmanager
-def _per_image_rows(path: str | None) -> Iterator[Callable | None]:
-    """Yield the ``rows`` callback of `scan.scan` that writes ``path``, or None without one."""
-    if path is None:
-        yield None
-        return
-    from . import per_image
-
-    with per_image.writing(path) as write:
-        yield write
 
 
 def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None):

@@ -137,15 +137,15 @@ class Sample:
     """What `scan_sample` read: the scan's result, its per-image rows, the weights' intervals.
 
     ``found`` is the number of masks found, of which ``result`` counted a sample;
-    ``stable`` says whether every present class's interval came within the tolerance
-    (None without ``until_stable``); ``worst`` is the largest relative half-width, and
-    ``worst_class`` its class.
+    ``interval`` is None without resamples; ``stable`` says whether every present class's
+    interval came within the tolerance (None without ``until_stable``); ``worst`` is the
+    largest relative half-width, and ``worst_class`` its class.
     """
 
     found: int
     result: ScanResult
     table: Table
-    interval: Interval
+    interval: Interval | None
     stable: bool | None
     worst: float
     worst_class: int | None
@@ -170,12 +170,15 @@ def scan_sample(
     path order; with neither ``sample`` nor ``until_stable``, all of them. With
     ``until_stable`` R, masks are read in a random order, in batches, until every present
     class's interval half-width is within R of its weight (relative), or all of them (at most
-    ``sample``) are read. ``weigh`` gives the weights of counts
+    ``sample``) are read; it needs ``resamples``, which may otherwise be 0 (no intervals).
+    ``weigh`` gives the weights of counts
     (`weights.compute_weights`, set up); ``seed`` seeds every random choice; ``rows`` gets
     the per-image rows too; ``options`` are `scan.scan`'s.
     """
     if until_stable is not None and not until_stable > 0:
         raise ValueError(f"until_stable must be positive, not {until_stable}")
+    if until_stable is not None and resamples < 1:
+        raise ValueError(f"until_stable needs resamples, not {resamples}")
     rng = np.random.default_rng(seed)
     collected: list[Row] = []
     found: list[int] = []  # how many masks the listing holds
@@ -236,6 +239,8 @@ def _assess(
 ) -> Sample:
     table = Table.of(collected)
     counts = result.counts
+    if not resamples:
+        return Sample(found, result, table, None, None, 0.0, None)
     interval = bootstrap(
         table, weigh, num_classes=counts.num_classes, resamples=resamples, level=level, rng=rng
     )

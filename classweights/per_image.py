@@ -344,6 +344,7 @@ def writing(path: str | os.PathLike) -> Iterator[Callable[[Sequence[Row]], None]
             umask = os.umask(0)
             os.umask(umask)
             os.fchmod(out.fileno(), 0o666 & ~umask)  # mkstemp's file is private
+            os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)

@@ -169,3 +169,12 @@ def test_missing_error_has_no_interval_when_a_resample_lacks_a_class(tmp_path):
         save_mask(tmp_path / "m" / f"b{i}.png", [[0, 0]])
     result = run("scan", tmp_path / "m", "--bootstrap", 200, "--missing", "error")
     assert_one_line_error(result, 3, "bootstrap resample", "missing policy other than error")
+
+
+def test_without_resamples_nothing_is_resampled(tmp_path):
+    save_mask(tmp_path / "m" / "a.png", [[0, 1]])
+    for i in range(5):
+        save_mask(tmp_path / "m" / f"b{i}.png", [[0, 0]])
+    args = ("scan", tmp_path / "m", "--sample", 6, "--bootstrap", 0, "--missing", "error", "-q")
+    doc = run_json(*args)
+    assert "interval" not in doc and doc["totals"]["files"] == 6
