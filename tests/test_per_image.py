@@ -6,6 +6,9 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from classweights.counting import LabelSpec
 from classweights.per_image import FORMATS, InOrder, Row, Table, TaskRows, read_rows, writing
@@ -181,3 +184,34 @@ def test_values_that_may_not_occur_are_in_no_column(two_masks):
     result = scan([two_masks], LabelSpec(num_classes=2), strict=False, rows=got.extend)
     assert got == [Row("a.png", 4, 4, 0, {0: 12, 1: 4}), Row("b.png", 4, 4, 0, {0: 8, 1: 4})]
     assert Table.of(got).counts(2).pixels.tolist() == result.counts.pixels.tolist()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    masks=st.lists(
+        arrays(
+            np.uint8, st.tuples(st.integers(1, 6), st.integers(1, 6)), elements=st.integers(0, 6)
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    ignore=st.sets(st.integers(0, 6), max_size=2),
+    mapping=st.dictionaries(st.integers(0, 6), st.integers(0, 6), max_size=3),
+)
+def test_rows_always_add_up_to_the_counts(tmp_path_factory, masks, ignore, mapping):
+    """Whatever the masks, ignore list and value map: the rows' sums are the scan's counts."""
+    root = tmp_path_factory.mktemp("masks")
+    for i, ids in enumerate(masks):
+        save_mask(root / f"m{i}.png", ids)
+    spec = LabelSpec(ignore_index=tuple(ignore), mapping=tuple(mapping.items()))
+    got: list[Row] = []
+    result = scan([root], spec, rows=got.extend, workers=1, strict=False)
+    table = Table.of(got)
+    counts = result.counts
+    summed = table.counts(counts.num_classes)
+    assert summed.pixels.tolist() == counts.pixels.tolist()
+    assert summed.images.tolist() == counts.images.tolist()
+    assert summed.image_pixels.tolist() == counts.image_pixels.tolist()
+    assert (summed.ignored, summed.files) == (counts.ignored, counts.files)
+    assert [r.path for r in got] == sorted(r.path for r in got)
+    assert [(r.height, r.width) for r in got] == [masks[int(r.path[1:-4])].shape for r in got]
