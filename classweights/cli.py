@@ -429,15 +429,15 @@ def _per_image_rows(path: str | None) -> Iterator[Callable | None]:
     "--until-stable",
     type=click.FloatRange(min=0, min_open=True),
     metavar="R",
-    help="Read masks in a random order until every weight's 95%% interval is within R "
-    "(relative, 0.05 = 5%%) of it.",
+    help="Read masks in a random order until every weight's 95% interval is within R "
+    "(relative, 0.05 = 5%) of it.",
 )
 @click.option(
     "--bootstrap",
     "resamples",
     type=click.IntRange(min=0),
     metavar="B",
-    help="Bootstrap resamples for the 95%% intervals; 0 for none [default: 1000 with "
+    help="Bootstrap resamples for the 95% intervals; 0 for none [default: 1000 with "
     "--sample or --until-stable, else none].",
 )
 @click.option(
@@ -833,7 +833,7 @@ def image_weights_command(
 
     Example:
 
-        classweights image-weights rows.parquet --method repeat-factor --threshold 0.1
+        classweights image-weights rows.csv --method repeat-factor
     """
     from . import sampling
     from .per_image import Table, read_rows
