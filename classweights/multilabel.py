@@ -33,6 +33,7 @@ from .masks import (
     _image_array,
     _open_image,
     find_masks,
+    shape_text,
     stem,
 )
 from .weights import MISSING
@@ -97,7 +98,9 @@ def _binary(array: np.ndarray, path: str) -> np.ndarray:
     return array != 0
 
 
-def read_class_files(files: Sequence[tuple[int, str]], classes: int, options: ReadOptions):
+def read_class_files(
+    files: Sequence[tuple[int, str]], classes: int, options: ReadOptions
+) -> np.ndarray:
     """Return one image's (C, pixels) bool array from its binary mask files, one per class.
 
     ``files`` are (class id, path) pairs; a class without a file holds no pixel of the image.
@@ -114,7 +117,9 @@ def read_class_files(files: Sequence[tuple[int, str]], classes: int, options: Re
             channels, first = np.zeros((classes, array.size), bool), path
             shape = array.shape
         elif array.shape != shape:
-            raise MaskError(path, f"is {array.shape} but {first} is {shape}")
+            raise MaskError(
+                path, f"is {shape_text(array.shape)} but {first} is {shape_text(shape)}"
+            )
         channels[class_id] = _binary(array.ravel(), path)
     return channels
 

@@ -133,3 +133,11 @@ def test_pos_weight_missing_policy():
     counts = ChannelCounts(np.array([4, 0], np.int64), np.array([1, 0], np.int64), pixels=10)
     assert pos_weight(counts).ravel().tolist() == [1.5, 0.0]
     assert pos_weight(counts, "max").ravel().tolist() == [1.5, 1.5]
+
+
+def test_class_files_of_one_stem_must_have_one_size(tmp_path):
+    for name, ids in [("cat", [[1, 0]]), ("dog", [[1], [0]])]:
+        (tmp_path / "m" / name).mkdir(parents=True)
+        Image.fromarray(np.array(ids, np.uint8)).save(tmp_path / "m" / name / "x.png")
+    result = run("multilabel", tmp_path / "m", "--class-folders")
+    assert_one_line_error(result, 3, "dog/x.png", "is 2x1 but", "cat/x.png is 1x2")
