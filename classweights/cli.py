@@ -11,7 +11,6 @@ import csv
 import functools
 import inspect
 import io
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -760,6 +759,24 @@ def _per_image_file(paths: tuple[str, ...]) -> str | None:
     return None
 
 
+def _refuse_reading_options(ctx: click.Context, source: str) -> None:
+    """Exit 2 when a label or reading option was given with a per-image file: its rows were
+    counted already, so the option would be silently ignored."""
+    from click.core import ParameterSource
+
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name in _READING_OPTIONS
+        and ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} cannot apply to {source}: its rows were counted already; "
+            "give them to scan --per-image, or give image-weights the masks"
+        )
+
+
 @cli.command("image-weights")
 @click.argument("paths", nargs=-1, required=True, metavar="PER_IMAGE_OR_PATH...")
 @label_options
@@ -773,7 +790,7 @@ def _per_image_file(paths: tuple[str, ...]) -> str | None:
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, max=1, min_open=True),
     metavar="T",
     help="repeat-factor: classes in fewer than this share of the images are repeated "
     "[default: 0.001].",
@@ -855,6 +872,7 @@ def image_weights_command(
     )
     source = _per_image_file(paths)
     if source is not None:
+        _refuse_reading_options(click.get_current_context(), source)
         table = Table.of(read_rows(source))
     else:
         rows: list = []
@@ -866,9 +884,7 @@ def image_weights_command(
         error.args = (str(error).replace("min_pixels", "--min-pixels"),)
         raise
     if fmt == "json":
-        doc = result.document()
-        text = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
-        _write(text + "\n}\n", output)
+        _write(FORMATS["json"](result.document()), output)  # allow_nan=False, as every document
     else:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -30,7 +30,7 @@ from typing import IO, NamedTuple, Protocol
 
 import numpy as np
 
-from .counting import IGNORED, ClassCounts, LabelSpec, _in_table
+from .counting import IGNORED, MAX_IMPLICIT_CLASSES, ClassCounts, LabelSpec, _in_table
 from .errors import InputError
 from .masks import Histogram, MaskFile, ReadOptions, mask_size
 
@@ -280,8 +280,16 @@ def _read_parquet(path: str) -> Iterator[Row]:
             yield _row(*fields[:4], dict(fields[4]))
 
 
+#: Largest count a row may hold: the sums are int64.
+_MAX_COUNT = np.iinfo(np.int64).max
+
+
 def _row(path, height, width, ignored, pixels) -> Row:
-    """Return a row read from a file, its fields checked: counts must be non-negative ints."""
+    """Return a row read from a file, its fields checked: sizes and counts are ints in int64,
+    class ids in [0, `counting.MAX_IMPLICIT_CLASSES`), and a class a row holds has pixels.
+
+    Raises ValueError naming the row and the value (`read_rows` makes it one `InputError`).
+    """
     if not isinstance(pixels, dict):
         raise ValueError(f"pixels of {path} is not a mapping from class id to pixels")
     row = Row(
@@ -291,8 +299,18 @@ def _row(path, height, width, ignored, pixels) -> Row:
         int(ignored),
         {int(c): int(n) for c, n in pixels.items()},
     )
-    if min(row.height, row.width, row.ignored, *row.pixels.values(), *row.pixels) < 0:
-        raise ValueError(f"{path} has a negative count or class id")
+    for name, value in zip(COLUMNS[1:4], row[1:4], strict=True):
+        if not 0 <= value <= _MAX_COUNT:
+            raise ValueError(f"{path} has {name} {value}, not a count")
+    for c, n in row.pixels.items():
+        if not 0 <= c < MAX_IMPLICIT_CLASSES:
+            raise ValueError(f"{path} has class id {c}, not in 0..{MAX_IMPLICIT_CLASSES - 1}")
+        if not 0 < n <= _MAX_COUNT:
+            # A row lists the classes a mask holds: 0 pixels would make it "hold" a class
+            # it does not (repeat-factor counts holders, rare-class pixels).
+            raise ValueError(f"{path} has {n} pixels of class {c}, not a positive count")
+    if row.size > _MAX_COUNT:
+        raise ValueError(f"{path} has {row.size} pixels in all, more than int64 holds")
     return row
 
 

@@ -53,8 +53,8 @@ def repeat_factor(table: Table, params: Params) -> tuple[np.ndarray, dict]:
         rep_factor = max({category_rep[cat_id] for cat_id in cat_ids}, default=1.0)
     """
     t = params.threshold
-    if not t > 0:
-        raise ValueError(f"threshold must be positive, not {t}")
+    if not 0 < t <= 1:  # a share of the images; past 1 every class repeats, and sqrt overflows
+        raise ValueError(f"threshold must be in (0, 1], not {t}")
     images = np.bincount(table.label, minlength=table.num_classes)
     with np.errstate(divide="ignore"):
         freq = images / np.float64(len(table))
@@ -98,10 +98,14 @@ def rare_class(table: Table, params: Params) -> tuple[np.ndarray, dict]:
     pixels = np.bincount(table.label, weights=table.pixels, minlength=table.num_classes)
     present = pixels > 0
     if not present.any():
-        return np.zeros(len(table)), {"temperature": temperature, "min_pixels": min_pixels}
-    logits = (1.0 - pixels[present] / pixels.sum()) / temperature
-    class_prob = np.zeros(len(pixels))
-    class_prob[present] = np.exp(logits - logits.max())  # softmax, shifted: no overflow
+        raise WeightError("no pixels were counted (every pixel ignored), so no class to draw")
+    freq = pixels[present] / pixels.sum()
+    # softmax((1 - f) / T) = softmax((min f - f) / T): shifted before the division, the
+    # logits are <= 0 and one is 0, so nothing overflows to inf - inf (NaN) however small T.
+    with np.errstate(over="ignore", under="ignore"):
+        logits = (freq.min() - freq) / temperature
+        class_prob = np.zeros(len(pixels))
+        class_prob[present] = np.exp(logits)
     class_prob /= class_prob.sum()
     eligible = table.pixels > min_pixels
     holders = np.bincount(table.label[eligible], minlength=len(pixels))
@@ -172,4 +176,11 @@ def image_weights(table: Table, method: str, params: Params | None = None) -> Im
     if not len(table):
         raise WeightError("no images to weigh")
     weights, used = METHODS[method](table, params or Params())
-    return ImageWeights(method, used, table.paths, np.asarray(weights, np.float64))
+    weights = np.asarray(weights, np.float64)
+    if not np.isfinite(weights).all():  # never silently wrong: NaN or inf is no weight
+        bad = int(np.flatnonzero(~np.isfinite(weights))[0])
+        raise WeightError(
+            f"{method} gives {weights[bad]} for {table.paths[bad]} with {used}; "
+            "the parameters are out of the range the formula can use"
+        )
+    return ImageWeights(method, used, table.paths, weights)

@@ -154,7 +154,7 @@ def test_refuses_to_write_over_a_link(tmp_path, two_masks):
         ("bad.csv", "path,pixels\na.png,0:1\n", "header"),
         ("bad.csv", "path,height,width,ignored,pixels\na.png,4,4,0,0-12\n", "not a per-image"),
         ("bad.jsonl", '{"path": "a.png"}\n', "no 'height' field"),
-        ("bad.jsonl", '{"path":"a","height":1,"width":1,"ignored":-1,"pixels":{}}\n', "negative"),
+        ("bad.jsonl", '{"path":"a","height":1,"width":1,"ignored":-1,"pixels":{}}\n', "ignored -1"),
         ("bad.parquet", "not parquet", "not a per-image file"),
     ],
 )

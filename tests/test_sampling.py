@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections import defaultdict
 
@@ -223,3 +224,94 @@ def test_cli_names_the_flag(tmp_path, masks):
 def test_a_missing_per_image_file_is_one_input_error(tmp_path):
     result = run("image-weights", tmp_path / "rows.parquet", "--method", "inverse")
     assert_one_line_error(result, 3, "rows.parquet", "cannot read")
+
+
+def test_rare_class_at_a_tiny_temperature_is_the_limit_not_nan(masks):
+    # (1 - f) / T overflowed to inf - inf = NaN below T ~ 1e-308; shifted by min f the logits
+    # are <= 0: finite probabilities summing to 1, no numpy warning on stderr.
+    result = run("image-weights", masks, "--ignore-index", 255, "--method", "rare-class",
+                 "--temperature", "1e-320", "-q", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    doc = json.loads(result.stdout)  # strict: no NaN
+    weights = np.array(doc["weights"])
+    assert np.isfinite(weights).all() and weights.sum() == pytest.approx(1.0)
+    rows = Table.of(
+        Row(p, 1, 1, 0, r) for p, r in [("x", {0: 90, 1: 9}), ("y", {0: 99, 2: 1}), ("z", {1: 1})]
+    )
+    # Pixels 189, 10, 1: class 2 (y alone) is the rarest.
+    got = image_weights(rows, "rare-class", Params(temperature=1e-320))
+    assert got.weights.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_repeat_factor_threshold_is_a_share_of_the_images(masks):
+    result = run("image-weights", masks, "--method", "repeat-factor", "--threshold", "1e308")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "--threshold" in result.stderr and "0<x<=1" in result.stderr
+    with pytest.raises(ValueError, match="threshold"):
+        image_weights(TABLE, "repeat-factor", Params(threshold=2.0))
+    doc = run_json(
+        "image-weights", masks, "--ignore-index", 255, "--method", "repeat-factor",
+        "--threshold", "1", "-q", "--format", "json",
+    )
+    assert all(math.isfinite(w) and w >= 1 for w in doc["weights"])
+
+
+def test_a_weight_that_is_not_finite_is_refused():
+    def bad(table, params):
+        return np.array([1.0, math.nan, 1.0, math.inf]), {}
+
+    from classweights import sampling
+
+    sampling.METHODS["bad"] = bad
+    try:
+        with pytest.raises(WeightError, match="i1.png"):
+            image_weights(TABLE, "bad")
+    finally:
+        del sampling.METHODS["bad"]
+
+
+def test_rare_class_with_no_pixel_counted_is_a_weight_error(tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("path,height,width,ignored,pixels\na.png,2,2,4,\nb.png,1,1,1,\n")
+    for method in ("rare-class", "inverse"):
+        result = run("image-weights", rows, "--method", method)
+        assert_one_line_error(result, 3, "no pixels")
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("a.png,1,1,0,2000000000:1", "class id 2000000000"),
+        ("a.png,1,1,0,65536:1", "class id 65536"),
+        ("a.png,1,1,0,0:99999999999999999999999", "99999999999999999999999 pixels of class 0"),
+        ("a.png,1,1,0,0:0", "0 pixels of class 0"),
+        ("a.png,1,1,-1,0:1", "ignored -1"),
+        ("a.png,1,1,9223372036854775807,0:1", "more than int64"),
+    ],
+)
+def test_bad_rows_are_one_input_error(tmp_path, line, fragment):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"path,height,width,ignored,pixels\n{line}\n")
+    result = run("image-weights", rows, "--method", "repeat-factor")
+    assert_one_line_error(result, 3, "rows.csv", "not a per-image file", fragment)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--ignore-index", "0"],
+        ["--num-classes", "2"],
+        ["--map", "1:0"],
+        ["--workers", "3"],
+        ["--preset", "ade20k"],
+        ["--glob", "*.png"],
+    ],
+)
+def test_label_options_with_a_per_image_file_are_usage_errors(tmp_path, masks, option):
+    rows = tmp_path / "rows.csv"
+    run_json("scan", masks, "--ignore-index", 255, "--per-image", rows, "-q")
+    result = run("image-weights", rows, "--method", "inverse", *option)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{option[0]} cannot apply to {rows}" in result.stderr
+    assert "Traceback" not in result.stderr
