@@ -474,9 +474,10 @@ def scan_command(
             )
         else:
             result = _scan(paths, reading, display, skip_errors=skip_errors, rows=rows)
-    for path, error in result.counts.errors:
-        display.warn(f"skipped {path}: {error}")
-    _emit(result, display, extra=extra, **options)
+        for path, error in result.counts.errors:
+            display.warn(f"skipped {path}: {error}")
+        # Inside the block: if the weights cannot be derived, no per-image file is left.
+        _emit(result, display, extra=extra, **options)
 
 
 def _weigh(options: dict) -> Callable:

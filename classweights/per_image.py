@@ -44,7 +44,8 @@ class Row(NamedTuple):
     ``height`` and ``width`` are the mask's first two dimensions (a volume's first slice);
     ``ignored`` the pixels it holds of ignored values. With a region mask (``--roi``) the
     counts are those inside the region. Values that may not occur (a label out of range) are
-    in no column.
+    in no class column: ``unexpected`` holds their pixels (only a scan without ``strict``
+    makes such rows; a per-image file refuses them, `writing`).
     """
 
     path: str
@@ -52,11 +53,13 @@ class Row(NamedTuple):
     width: int
     ignored: int
     pixels: dict[int, int]
+    unexpected: int = 0
 
     @property
     def size(self) -> int:
-        """Return the pixels counted in this mask, ignored ones included (its image_pixels)."""
-        return self.ignored + sum(self.pixels.values())
+        """Return the pixels counted in this mask, ignored and unexpected ones included (its
+        image_pixels, as `counting.ClassCounts` counts them)."""
+        return self.ignored + self.unexpected + sum(self.pixels.values())
 
 
 def make_row(mask: MaskFile, histogram: Histogram, spec: LabelSpec, options: ReadOptions) -> Row:
@@ -78,7 +81,8 @@ def make_row(mask: MaskFile, histogram: Histogram, spec: LabelSpec, options: Rea
         pixels = np.bincount(slot.ravel(), weights=pixels).astype(np.int64)
     height, width = _png_size(mask.path) or (*mask_size(mask.path, options), 1, 1)[:2]
     classes = dict(zip(labels.tolist(), pixels.tolist(), strict=True))
-    return Row(mask.name, int(height), int(width), ignored, classes)
+    unexpected = histogram.size - ignored - int(pixels.sum())
+    return Row(mask.name, int(height), int(width), ignored, classes, unexpected)
 
 
 #: A PNG's first 24 bytes: its signature, then the IHDR chunk's length, type, width, height.
@@ -238,7 +242,7 @@ class _ParquetWriter:
             return
         if self._writer is None:
             self._open()
-        columns = list(zip(*rows, strict=True))
+        columns = list(zip(*rows, strict=True))[: len(COLUMNS)]  # no unexpected: see `writing`
         columns[4] = [list(pixels.items()) for pixels in columns[4]]
         self._writer.write_table(self._pa.Table.from_arrays(columns, schema=self._schema))
 
@@ -344,6 +348,16 @@ def writing(path: str | os.PathLike) -> Iterator[Callable[[Sequence[Row]], None]
     """
     kind = FORMATS[file_format(path)]
     path = Path(path)
+
+    def write(rows: Sequence[Row]) -> None:
+        for row in rows:
+            if row.unexpected:  # the file has no column for them: it would not add up
+                raise InputError(
+                    f"{row.path}: {row.unexpected} pixels of values that may not occur; "
+                    f"per-image rows in {path} hold counted and ignored pixels only"
+                )
+        writer.write(rows)
+
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISREG(os.lstat(path).st_mode):
             raise InputError(f"{path}: not a regular file; will not write per-image rows over it")
@@ -356,7 +370,7 @@ def writing(path: str | os.PathLike) -> Iterator[Callable[[Sequence[Row]], None]
         encoding = None if kind.binary else "utf-8"
         with os.fdopen(handle, mode, encoding=encoding, newline=None if kind.binary else "") as out:
             writer = kind.writer(out)
-            yield writer.write
+            yield write
             writer.close()
             out.flush()
             umask = os.umask(0)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from classweights.counting import LabelSpec
+from classweights.errors import InputError
 from classweights.per_image import FORMATS, InOrder, Row, Table, TaskRows, read_rows, writing
 from classweights.scan import scan
 from helpers import MASK_A, MASK_B, assert_one_line_error, run, run_json, save_mask
@@ -124,6 +125,16 @@ def test_a_failed_scan_leaves_no_file(tmp_path, two_masks):
     assert os.listdir(tmp_path) == ["masks"]
 
 
+def test_no_file_is_left_when_the_weights_fail(tmp_path):
+    # Every pixel ignored: the scan succeeds, the weights do not (exit 3), and the rows,
+    # complete as they are, would describe a command that failed.
+    save_mask(tmp_path / "ign" / "v.png", [[255, 255], [255, 255]])
+    out = tmp_path / "rows.csv"
+    result = run("scan", tmp_path / "ign", "--ignore-index", 255, "--per-image", out)
+    assert_one_line_error(result, 3, "no pixels")
+    assert sorted(os.listdir(tmp_path)) == ["ign"]
+
+
 def test_skipped_masks_have_no_row(tmp_path, two_masks):
     (two_masks / "c.png").write_bytes(b"not a png")
     out = tmp_path / "rows.csv"
@@ -159,8 +170,6 @@ def test_refuses_to_write_over_a_link(tmp_path, two_masks):
     ],
 )
 def test_reading_a_bad_file_is_one_input_error(tmp_path, name, text, fragment):
-    from classweights.errors import InputError
-
     (tmp_path / name).write_text(text)
     with pytest.raises(InputError, match=fragment) as error:
         list(read_rows(tmp_path / name))
@@ -182,8 +191,19 @@ def test_values_that_may_not_occur_are_in_no_column(two_masks):
     # the scan, and a row holds neither: its pixels are the counted classes alone.
     got: list[Row] = []
     result = scan([two_masks], LabelSpec(num_classes=2), strict=False, rows=got.extend)
-    assert got == [Row("a.png", 4, 4, 0, {0: 12, 1: 4}), Row("b.png", 4, 4, 0, {0: 8, 1: 4})]
-    assert Table.of(got).counts(2).pixels.tolist() == result.counts.pixels.tolist()
+    assert got == [
+        Row("a.png", 4, 4, 0, {0: 12, 1: 4}, 0),
+        Row("b.png", 4, 4, 0, {0: 8, 1: 4}, 4),  # 2 x 2 and 2 x 255, in no class column
+    ]
+    summed = Table.of(got).counts(2)
+    assert summed.pixels.tolist() == result.counts.pixels.tolist() == [20, 8]
+    assert summed.image_pixels.tolist() == result.counts.image_pixels.tolist() == [32, 32]
+    # A file has no column for them: writing such a row is refused, not silently short.
+    out = two_masks.parent / "rows.csv"
+    with pytest.raises(InputError, match="b.png: 4 pixels of values that may not occur"):
+        with writing(out) as write:
+            scan([two_masks], LabelSpec(num_classes=2), strict=False, rows=write, workers=1)
+    assert not out.exists()
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -197,13 +217,17 @@ def test_values_that_may_not_occur_are_in_no_column(two_masks):
     ),
     ignore=st.sets(st.integers(0, 6), max_size=2),
     mapping=st.dictionaries(st.integers(0, 6), st.integers(0, 6), max_size=3),
+    num_classes=st.none() | st.integers(1, 7),
 )
-def test_rows_always_add_up_to_the_counts(tmp_path_factory, masks, ignore, mapping):
-    """Whatever the masks, ignore list and value map: the rows' sums are the scan's counts."""
+def test_rows_always_add_up_to_the_counts(tmp_path_factory, masks, ignore, mapping, num_classes):
+    """Whatever the masks, ignore list, value map and class count (labels past it are
+    unexpected, left out of the classes): the rows' sums are the scan's counts."""
     root = tmp_path_factory.mktemp("masks")
     for i, ids in enumerate(masks):
         save_mask(root / f"m{i}.png", ids)
-    spec = LabelSpec(ignore_index=tuple(ignore), mapping=tuple(mapping.items()))
+    spec = LabelSpec(
+        num_classes=num_classes, ignore_index=tuple(ignore), mapping=tuple(mapping.items())
+    )
     got: list[Row] = []
     result = scan([root], spec, rows=got.extend, workers=1, strict=False)
     table = Table.of(got)
