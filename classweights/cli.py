@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -23,7 +24,7 @@ import click
 from . import __version__
 from .checks import CHECK_FORMATS, Rules, check
 from .counting import LabelSpec
-from .errors import ClassWeightsError
+from .errors import ClassWeightsError, ReportError
 from .labelmaps import ColorMap, load_colors, load_map, load_names
 from .masks import MAX_PIXELS, ReadOptions, find_masks
 from .presets import PRESETS, Preset
@@ -538,8 +539,14 @@ def _sample_scan(
             f"counted a random sample of {read:,} of {sampled.found:,} masks "
             f"(seed {how['seed']}){worst if resamples else ''}"
         )
+    # In the document too: a sample must not pass for a full scan (merge refuses it).
+    extra: dict = {}
+    if how["sample"] or how["until_stable"]:
+        extra["sample"] = {"masks": read, "found": sampled.found, "seed": how["seed"]}
+        if how["until_stable"]:
+            extra["sample"]["order"] = "random"
     if not resamples:
-        return result, None
+        return result, extra or None
     digits = options["digits"]
     interval = sampled.interval
 
@@ -556,7 +563,11 @@ def _sample_scan(
     }
     if how["until_stable"]:
         entry.update(until_stable=how["until_stable"], stable=sampled.stable)
-    return result, {"interval": entry}
+    if sampled.worst_class is not None:
+        relative = float(f"{sampled.worst:.{digits}g}")
+        entry.update(widest={"class": sampled.worst_class, "relative": relative})
+    extra["interval"] = entry
+    return result, extra
 
 
 def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -724,7 +735,22 @@ def weights_command(report, **options) -> None:
 
         classweights weights weights.json --method enet --normalize pixels
     """
-    _emit(load(report), _display(options["quiet"]), **options)
+    sample = _sample_of(report)  # still a sample; its intervals were for other settings
+    _emit(load(report), _display(options["quiet"]), extra=sample, **options)
+
+
+def _sample_of(report: str) -> dict | None:
+    """Return the ``sample`` entry of a report (`scan --sample`, `--until-stable`) as the
+    document's extra entries, or None for a full scan's."""
+    from .labelmaps import parse_data
+
+    try:
+        text = Path(report).read_text(encoding="utf-8")
+        doc = parse_data(text, as_json=text.lstrip().startswith("{"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # `load` says what is wrong with it
+    sample = doc.get("sample") if isinstance(doc, dict) else None
+    return {"sample": sample} if sample is not None else None
 
 
 @cli.command("merge")
@@ -740,6 +766,15 @@ def merge_command(reports, **options) -> None:
 
         classweights merge part1.json part2.json -o weights.json
     """
+    for path in reports:
+        sample = _sample_of(path)
+        if sample is not None:
+            found = sample["sample"]
+            raise ReportError(
+                path,
+                f"counts a random sample ({found.get('masks')} of {found.get('found')} masks), "
+                "not a shard: merge adds up full scans of disjoint shards",
+            )
     merged = merge([(path, load(path)) for path in reports])
     _emit(merged, _display(options["quiet"]), **options)
 

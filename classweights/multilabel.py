@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .counting import MAX_EXAMPLES
-from .errors import InputError, MaskError
+from .errors import InputError, MaskError, WeightError
 from .masks import (
     _READ_ERRORS,
     COLOUR_MODES,
@@ -212,6 +212,11 @@ def pos_weight(counts: ChannelCounts, missing: str = "zero") -> np.ndarray:
     ratio = np.zeros_like(n)
     ratio[present] = (counts.pixels - n[present]) / n[present]
     absent = np.flatnonzero(~present).tolist()
+    if absent and missing == "error":  # weights.MISSING's message names --num-classes
+        raise WeightError(
+            f"classes {absent} have no positive pixels (--missing error); check the masks, "
+            "their channels or the class folders"
+        )
     if absent:
         ratio[~present] = MISSING[missing](ratio[present], absent)
     return ratio.reshape(-1, 1, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -106,7 +108,7 @@ def test_sample_counts_n_masks_and_gives_every_weight_an_interval(masks):
     doc = run_json(*args)
     assert doc["totals"]["files"] == doc["source"]["files"] == 40
     interval = doc["interval"]
-    assert set(interval) == {"low", "high", "level", "bootstrap", "images", "seed"}
+    assert set(interval) == {"low", "high", "level", "bootstrap", "images", "seed", "widest"}
     assert (interval["level"], interval["bootstrap"], interval["images"]) == (0.95, 1000, 40)
     assert len(interval["low"]) == len(interval["high"]) == doc["num_classes"] == 4
     assert all(lo <= hi for lo, hi in zip(interval["low"], interval["high"], strict=True))
@@ -178,3 +180,35 @@ def test_without_resamples_nothing_is_resampled(tmp_path):
     args = ("scan", tmp_path / "m", "--sample", 6, "--bootstrap", 0, "--missing", "error", "-q")
     doc = run_json(*args)
     assert "interval" not in doc and doc["totals"]["files"] == 6
+
+
+def test_a_sample_says_so_in_the_document_and_is_not_merged(tmp_path, masks):
+    out = tmp_path / "s.json"
+    args = ("scan", masks, "--ignore-index", 255, "--sample", 30, "--bootstrap", 0, "-q")
+    doc = run_json(*args)
+    assert doc["sample"] == {"masks": 30, "found": 120, "seed": 0}
+    assert "interval" not in doc
+    out.write_text(run(*args).stdout)
+    result = run("merge", out, out)
+    assert_one_line_error(result, 3, str(out), "random sample (30 of 120 masks)", "not a shard")
+    # weights again from it: still a sample
+    assert run_json("weights", out, "--method", "inverse", "-q")["sample"] == doc["sample"]
+    stable = run_json("scan", masks, "--ignore-index", 255, "--until-stable", 10, "-q")
+    assert stable["sample"] == {"masks": 50, "found": 120, "seed": 0, "order": "random"}
+    widest = stable["interval"]["widest"]
+    assert widest["class"] in range(4) and 0 <= widest["relative"] <= 10
+    # A full scan with intervals (--bootstrap alone) is no sample.
+    assert "sample" not in run_json("scan", masks, "--ignore-index", 255, "--bootstrap", 50, "-q")
+
+
+def test_csv_has_the_intervals(masks):
+    args = ("scan", masks, "--ignore-index", 255, "--sample", 40, "-q")
+    doc = run_json(*args)
+    result = run(*args, "--format", "csv")
+    assert result.exit_code == 0 and result.stderr == ""
+    lines = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(lines[0])[-2:] == ["low", "high"]
+    assert [float(line["low"]) for line in lines] == doc["interval"]["low"]
+    assert [float(line["high"]) for line in lines] == doc["interval"]["high"]
+    plain = run("scan", masks, "--ignore-index", 255, "-q", "--format", "csv").stdout
+    assert plain.splitlines()[0].endswith(",weight")

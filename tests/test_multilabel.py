@@ -141,3 +141,11 @@ def test_class_files_of_one_stem_must_have_one_size(tmp_path):
         Image.fromarray(np.array(ids, np.uint8)).save(tmp_path / "m" / name / "x.png")
     result = run("multilabel", tmp_path / "m", "--class-folders")
     assert_one_line_error(result, 3, "dog/x.png", "is 2x1 but", "cat/x.png is 1x2")
+
+
+def test_missing_error_names_multilabels_own_options(tmp_path):
+    # Class 2 of (3, 2, 4) has no positive pixel anywhere.
+    np.save(tmp_path / "a.npy", A * np.array([1, 1, 0], np.uint8)[:, None, None])
+    result = run("multilabel", tmp_path, "--channels", "first", "--missing", "error")
+    assert_one_line_error(result, 3, "classes [2] have no positive pixels", "--missing error")
+    assert "--num-classes" not in result.stderr
