@@ -69,9 +69,13 @@ class Interval:
     images: int
 
     def half_width(self, weights: np.ndarray) -> np.ndarray:
-        """Return each interval's half-width relative to its weight (inf for a zero weight)."""
+        """Return how far each interval reaches from its weight, relative to it: the larger of
+        ``high - w`` and ``w - low``, over ``|w|`` (inf for a zero weight). Percentile
+        intervals are not symmetric about ``w``, so half of ``high - low`` would understate
+        the longer side."""
+        reach = np.maximum(self.high - weights, weights - self.low)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(weights != 0, (self.high - self.low) / 2 / np.abs(weights), np.inf)
+            return np.where(weights != 0, reach / np.abs(weights), np.inf)
 
 
 def bootstrap(

@@ -15,7 +15,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -92,12 +92,15 @@ class ReadOptions:
 class Histogram:
     """The distinct raw values of a mask (sorted int64) and their pixel counts (positive int64).
 
-    ``colour`` says the values are colours packed as 0xRRGGBB rather than class ids.
+    ``colour`` says the values are colours packed as 0xRRGGBB rather than class ids;
+    ``shape`` is the decoded array's shape when it is at hand for free (an array file or a
+    mask with a region), else None (`mask_size` reads it from a header).
     """
 
     values: np.ndarray
     counts: np.ndarray
     colour: bool = False
+    shape: tuple[int, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -254,7 +257,7 @@ def read_histogram(
                 f"is {shape_text(labels.shape)} but its region mask {mask.region} is "
                 f"{shape_text(inside.shape)}",
             )
-        return _array_histogram(labels[inside != 0], mask.path, colour)
+        return replace(_array_histogram(labels[inside != 0], mask.path, colour), shape=labels.shape)
     except MaskError:
         raise
     except _READ_ERRORS as error:
@@ -322,7 +325,10 @@ def shape_text(shape: tuple[int, ...]) -> str:
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
-        return _array_histogram(reader(path, options.npz_key), path)
+        array = reader(path, options.npz_key)
+        # The shape rides along: per-image rows need it, and an .npz or NIfTI file costs a
+        # whole decompression to read again (issue 12).
+        return replace(_array_histogram(array, path), shape=array.shape)
     with open(path, "rb", buffering=0) as file:  # read whole at once: a buffer only costs
         data = file.read()
     layout = png.layout(data)

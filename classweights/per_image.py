@@ -79,7 +79,8 @@ def make_row(mask: MaskFile, histogram: Histogram, spec: LabelSpec, options: Rea
         # After a value map two raw values may share a class: sum them per class.
         labels, slot = np.unique(labels, return_inverse=True)
         pixels = np.bincount(slot.ravel(), weights=pixels).astype(np.int64)
-    height, width = _png_size(mask.path) or (*mask_size(mask.path, options), 1, 1)[:2]
+    shape = histogram.shape or _png_size(mask.path) or mask_size(mask.path, options)
+    height, width = (*shape, 1, 1)[:2]
     classes = dict(zip(labels.tolist(), pixels.tolist(), strict=True))
     unexpected = histogram.size - ignored - int(pixels.sum())
     return Row(mask.name, int(height), int(width), ignored, classes, unexpected)

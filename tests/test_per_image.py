@@ -239,3 +239,26 @@ def test_rows_always_add_up_to_the_counts(tmp_path_factory, masks, ignore, mappi
     assert (summed.ignored, summed.files) == (counts.ignored, counts.files)
     assert [r.path for r in got] == sorted(r.path for r in got)
     assert [(r.height, r.width) for r in got] == [masks[int(r.path[1:-4])].shape for r in got]
+
+
+def test_array_rows_have_their_shape_and_are_decoded_once(tmp_path, monkeypatch):
+    from classweights import masks
+
+    ids = np.array([[0, 0, 1], [2, 2, 2]], np.uint8)  # 2 high, 3 wide: 2 x 0, 1 x 1, 3 x 2
+    np.savez_compressed(tmp_path / "a.npz", labels=ids)
+    np.save(tmp_path / "v.npy", ids.T)
+    loads = []
+    read_npz = masks._read_npz
+
+    def counted(path, key):
+        loads.append(path)
+        return read_npz(path, key)
+
+    monkeypatch.setitem(masks._ARRAY_READERS, ".npz", counted)
+    got: list[Row] = []
+    scan([tmp_path], LabelSpec(), rows=got.extend, workers=1)
+    assert got == [
+        Row("a.npz", 2, 3, 0, {0: 2, 1: 1, 2: 3}),
+        Row("v.npy", 3, 2, 0, {0: 2, 1: 1, 2: 3}),
+    ]
+    assert len(loads) == 1
