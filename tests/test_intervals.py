@@ -226,3 +226,32 @@ def test_csv_has_the_intervals(masks):
     assert [float(line["high"]) for line in lines] == doc["interval"]["high"]
     plain = run("scan", masks, "--ignore-index", 255, "-q", "--format", "csv").stdout
     assert plain.splitlines()[0].endswith(",weight")
+
+
+def test_until_stable_decides_with_every_resample_asked_for(masks, monkeypatch):
+    # Checks between batches use QUICK_RESAMPLES; the check that stops is made with all.
+    from classweights import intervals
+    from classweights.counting import LabelSpec
+
+    asked = []
+    real = intervals.bootstrap
+
+    def recording(table, weigh, **how):
+        asked.append((len(table), how["resamples"]))
+        return real(table, weigh, **how)
+
+    monkeypatch.setattr(intervals, "bootstrap", recording)
+    monkeypatch.setattr(intervals, "QUICK_RESAMPLES", 20)  # few, to keep the test fast
+    sample = intervals.scan_sample(
+        [masks],
+        LabelSpec(ignore_index=(255,)),
+        lambda counts: compute_weights(counts, "median").weights,
+        until_stable=0.0001,
+        seed=0,
+        resamples=50,
+        workers=1,
+    )
+    assert sample.stable is False and len(sample.table) == 120
+    assert asked[-1] == (120, 50) and sample.interval.bootstrap == 50
+    assert asked[:-2] and all(r == 20 for _, r in asked[:-1])
+    assert [n for n, _ in asked[:-1]] == sorted({n for n, _ in asked[:-1]})
