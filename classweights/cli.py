@@ -384,9 +384,7 @@ def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | No
     except ValueError as error:
         raise click.BadParameter(str(error).replace(f"per_image {value!r}", value)) from None
     if parquet and not per_image.has_parquet():
-        raise click.BadParameter(
-            "Parquet needs pyarrow: pip install 'classweights[parquet]', or use .csv or .jsonl"
-        )
+        raise click.BadParameter(per_image.NO_PYARROW)
     return _check_output(ctx, param, value)
 
 

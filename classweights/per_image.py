@@ -202,14 +202,16 @@ def has_parquet() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
+#: What to do when pyarrow is missing (said before a scan by the CLI, or when reading).
+NO_PYARROW = "Parquet needs pyarrow: pip install 'classweights[parquet]', or use .csv or .jsonl"
+
+
 def _parquet():
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise InputError(
-            "Parquet needs pyarrow: pip install 'classweights[parquet]', or use .csv or .jsonl"
-        ) from None
+        raise InputError(NO_PYARROW) from None
     return pa, pq
 
 
