@@ -9,9 +9,11 @@ Library errors become one line and their exit code: 2 usage, 3 input (docs/desig
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import importlib
 import inspect
+import io
 import os
 import re
 import signal
@@ -20,12 +22,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._version import __version__
-from .errors import ClassWeightsError, one_line
+from .errors import ClassWeightsError, ReportError, one_line
 from .presets import PRESETS, Preset
 
 
@@ -163,14 +166,21 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         _shown.clear()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except ClassWeightsError as error:
             for display in _shown:  # what was found before the error, then the error
                 display.flush()
             raise _Failure(error) from None
+        except click.exceptions.Exit:  # check's exit 1: its warnings still count
+            for display in _shown:
+                display.flush()
+            raise
         except KeyboardInterrupt:  # raised by the library itself, or under CliRunner
             _say_interrupted()
             raise click.exceptions.Exit(130) from None
+        for display in _shown:  # a warning is never lost, whichever command kept it
+            display.flush()
+        return result
 
 
 class _Silent:
@@ -190,6 +200,9 @@ class _Silent:
         pass
 
     def done(self, output: str | None) -> None:
+        pass
+
+    def note(self, message: str) -> None:
         pass
 
 
@@ -643,6 +656,33 @@ def cli() -> None:
     """
 
 
+def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | None):
+    # Before any scan: a per-image file the scan could not write would cost a whole scan.
+    from . import per_image
+
+    if value is None:
+        return None
+    try:
+        parquet = per_image.file_format(value) == ".parquet"
+    except ValueError as error:
+        raise click.BadParameter(str(error).replace(f"per_image {value!r}", value)) from None
+    if parquet and not per_image.has_parquet():
+        raise click.BadParameter(per_image.NO_PYARROW)
+    return _check_output(ctx, param, value)
+
+
+@contextmanager
+def _per_image_rows(path: str | None) -> Iterator[Callable | None]:
+    """Yield the ``rows`` callback of `scan.scan` that writes ``path``, or None without one."""
+    if path is None:
+        yield None
+        return
+    from . import per_image
+
+    with per_image.writing(path) as write:
+        yield write
+
+
 @cli.command("scan")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @label_options
@@ -652,9 +692,48 @@ def cli() -> None:
     help="Go on past masks that cannot be read, and list them in the document's errors.",
 )
 @scale_options
+@click.option(
+    "--per-image",
+    type=click.Path(dir_okay=False),
+    callback=_check_per_image,
+    metavar="FILE",
+    help="Also write one row per mask (path, size, ignored, pixels per class): "
+    ".csv, .jsonl or .parquet.",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Count a random sample of N masks (seeded by --seed), and bootstrap the weights' "
+    "intervals.",
+)
+@click.option(
+    "--until-stable",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="R",
+    help="Read masks in a random order until every weight's 95% interval is within R "
+    "(relative, 0.05 = 5%) of it.",
+)
+@click.option(
+    "--bootstrap",
+    "resamples",
+    type=click.IntRange(min=0),
+    metavar="B",
+    help="Bootstrap resamples for the 95% intervals; 0 for none [default: 1000 with "
+    "--sample or --until-stable, else none].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of --sample, --until-stable and --bootstrap.",
+)
 @weight_options
 @output_options
-def scan_command(paths, skip_errors, **options) -> None:
+def scan_command(
+    paths, skip_errors, per_image, sample, until_stable, resamples, seed, **options
+) -> None:
     """Count pixels per class in the masks under PATH... and derive class weights.
 
     PATH is a directory (searched recursively), a mask file, a glob, a URL
@@ -668,12 +747,123 @@ def scan_command(paths, skip_errors, **options) -> None:
     reading = _reading(**{k: options.pop(k) for k in _READING_OPTIONS})
     scale = {k: options.pop(k) for k in _SCALE_OPTIONS}
     display = _display(options["quiet"])
-    result = _scan(paths, reading, display, skip_errors=skip_errors, **scale)
-    # The document of a command-line run names flags too.
-    result.counts.errors[:] = [(path, _flags(error)) for path, error in result.counts.errors]
-    for path, error in result.counts.errors:
-        display.warn(f"skipped {path}: {error}")
-    _emit(result, display, **options)
+    if resamples is None:
+        resamples = 1000 if sample or until_stable else 0
+    if until_stable and not resamples:
+        raise click.UsageError("--until-stable needs --bootstrap resamples, not 0")
+    if per_image and scale["cache"]:
+        raise click.UsageError("--per-image reads every mask: it cannot go with --cache")
+    sampled = sample or until_stable or resamples
+    if sampled and (scale["shard"] or scale["cache"] or scale["executor"] != "local"):
+        raise click.UsageError(
+            "--sample, --until-stable and --bootstrap scan on this machine: "
+            "not with --shard, --cache or --executor"
+        )
+    extra = None
+    with _per_image_rows(per_image) as rows:
+        if sampled:
+            how = {"sample": sample, "until_stable": until_stable, "seed": seed}
+            result, extra = _sample_scan(
+                paths, reading, display, rows, how, resamples, skip_errors, options
+            )
+        else:
+            result = _scan(paths, reading, display, skip_errors=skip_errors, rows=rows, **scale)
+        # The document of a command-line run names flags too.
+        result.counts.errors[:] = [(path, _flags(e)) for path, e in result.counts.errors]
+        for path, error in result.counts.errors:
+            display.warn(f"skipped {path}: {error}")
+        # Inside the block: if the weights cannot be derived, no per-image file is left.
+        _emit(result, display, extra=extra, **options)
+
+
+def _weigh(options: dict) -> Callable:
+    """Return ``weigh(counts)``: the weights of counts under the weight options of a command."""
+    settings = {
+        "method": options["method"],
+        "normalize": options["normalize"],
+        "missing": options["missing"],
+        "clip": (options["clip_min"], options["clip_max"]),
+        "params": Params(enet_c=options["enet_c"], beta=options["beta"]),
+    }
+    return lambda counts: compute_weights(counts, **settings).weights
+
+
+def _sample_scan(
+    paths, reading: _Reading, display, rows, how: dict, resamples: int, skip_errors, options
+) -> tuple[ScanResult, dict | None]:
+    """Scan a sample of the masks (or all) and bootstrap the weights' intervals (issue 12):
+    the result, and the document's ``interval`` entry (None without resamples)."""
+    from .intervals import scan_sample
+
+    with display.progress() as progress:
+        sampled = scan_sample(
+            paths,
+            reading.spec,
+            _weigh(options),
+            **how,
+            resamples=resamples,
+            rows=rows,
+            pattern=reading.pattern,
+            regions=reading.roi,
+            options=reading.options,
+            names=reading.names,
+            workers=reading.workers,
+            progress=progress,
+            skip_errors=skip_errors,
+        )
+    result = sampled.result
+    if result.names is None and reading.colour_names:
+        names = tuple(reading.colour_names.get(c) for c in range(result.counts.num_classes))
+        result = replace(result, names=names)
+    for warning in result.warnings:
+        display.warn(warning)
+    read = len(sampled.table)
+    worst = (
+        f"; widest interval +/-{sampled.worst:.1%} of its weight (class {sampled.worst_class})"
+        if sampled.worst_class is not None
+        else ""
+    )
+    if how["until_stable"]:
+        verdict = "stable" if sampled.stable else "not stable"
+        display.note(
+            f"read {read:,} of {sampled.found:,} masks in a random order (seed {how['seed']}): "
+            f"{verdict} within {how['until_stable']:g}{worst}"
+        )
+    elif how["sample"]:
+        display.note(
+            f"counted a random sample of {read:,} of {sampled.found:,} masks "
+            f"(seed {how['seed']}){worst if resamples else ''}"
+        )
+    # In the document too: a sample must not pass for a full scan (merge refuses it).
+    extra: dict = {}
+    if how["sample"] or how["until_stable"]:
+        extra["sample"] = {"masks": read, "found": sampled.found, "seed": how["seed"]}
+        if how["until_stable"]:
+            extra["sample"]["order"] = "random"
+    if not resamples:
+        return result, extra or None
+    digits = options["digits"]
+    interval = sampled.interval
+    assert interval is not None  # resamples were asked for
+
+    def rounded(values) -> list[float]:
+        return [float(f"{v:.{digits}g}") for v in values.tolist()]
+
+    entry = {
+        "low": rounded(interval.low),
+        "high": rounded(interval.high),
+        "level": interval.level,
+        "bootstrap": interval.bootstrap,
+        "images": interval.images,
+        "seed": how["seed"],
+    }
+    if how["until_stable"]:
+        entry.update(until_stable=how["until_stable"], stable=sampled.stable)
+    if sampled.worst_class is not None:
+        relative = float(f"{sampled.worst:.{digits}g}")
+        entry.update(widest={"class": sampled.worst_class, "relative": relative})
+    extra["interval"] = entry
+    return result, extra
 
 
 def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -889,7 +1079,9 @@ def weights_command(report, **options) -> None:
 
         classweights weights weights.json --method enet --normalize pixels
     """
-    _emit(load(report), _display(options["quiet"]), **options)
+    result = load(report)
+    sample = {"sample": result.sample} if result.sample else None  # still a sample
+    _emit(result, _display(options["quiet"]), extra=sample, **options)
 
 
 @cli.command("merge")
@@ -911,11 +1103,291 @@ def merge_command(reports, complete, **options) -> None:
 
         classweights merge part1.json part2.json -o weights.json
     """
-    merged = merge([(path, load(path)) for path in reports], complete=complete)
+    results = [(path, load(path)) for path in reports]
+    for path, result in results:
+        if result.sample is not None:
+            raise ReportError(
+                path,
+                f"counts a random sample ({result.sample.get('masks')} of "
+                f"{result.sample.get('found')} masks), not a shard: merge adds up full scans "
+                "of disjoint shards",
+            )
+    merged = merge(results, complete=complete)
     display = _display(options["quiet"])
     for warning in merged.warnings:
         display.warn(warning)
     _emit(merged, display, **options)
+
+
+def _per_image_file(paths: tuple[str, ...]) -> str | None:
+    """Return the per-image file ``paths`` name, or None when they name masks to scan (no mask
+    format has a per-image file's extension)."""
+    from .per_image import FORMATS as ROW_FORMATS
+
+    if len(paths) == 1 and os.path.splitext(paths[0])[1].lower() in ROW_FORMATS:
+        return paths[0]
+    return None
+
+
+def _refuse_reading_options(ctx: click.Context, source: str) -> None:
+    """Exit 2 when a label or reading option was given with a per-image file: its rows were
+    counted already, so the option would be silently ignored."""
+    from click.core import ParameterSource
+
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name in _READING_OPTIONS
+        and ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} cannot apply to {source}: its rows were counted already; "
+            "give them to scan --per-image, or give image-weights the masks"
+        )
+
+
+@cli.command("image-weights")
+@click.argument("paths", nargs=-1, required=True, metavar="PER_IMAGE_OR_PATH...")
+@label_options
+@click.option(
+    "--method",
+    "sampling_method",
+    type=_Choice(_Deferred("sampling", "METHODS")),
+    required=True,
+    help="repeat-factor (LVIS, detectron2), rare-class (DAFormer) or inverse (mean pixel "
+    "weight, for WeightedRandomSampler).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    metavar="T",
+    help="repeat-factor: classes in fewer than this share of the images are repeated "
+    "[default: 0.001].",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="T",
+    help="rare-class: softmax temperature; smaller favours rare classes more [default: 0.01].",
+)
+@click.option(
+    "--min-pixels",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="rare-class: an image is drawn for a class only if it holds more than N of its "
+    "pixels [default: 0].",
+)
+@click.option(
+    "--class-method",
+    type=_Choice(METHODS, ALIASES),
+    help="inverse: the class weights whose mean over an image's pixels is its weight "
+    "[default: inverse].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv: path,weight rows; json: method, params, and paths and weights aligned.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    callback=_check_output,
+    help="Write the weights here (atomically) instead of to stdout.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+def image_weights_command(
+    paths,
+    sampling_method,
+    threshold,
+    temperature,
+    min_pixels,
+    class_method,
+    fmt,
+    output,
+    quiet,
+    **options,
+) -> None:
+    """Write a sampling weight per image, for a rebalancing sampler.
+
+    PER_IMAGE_OR_PATH is a per-image file written by `scan --per-image`
+    (.csv, .jsonl, .parquet), or masks to scan (as `scan` takes them).
+    The weights are aligned with the images, in path order.
+
+    Example:
+
+        classweights image-weights rows.csv --method repeat-factor
+    """
+    from . import sampling
+    from .per_image import Table, read_rows
+
+    given = {
+        "--threshold": (threshold, "repeat-factor"),
+        "--temperature": (temperature, "rare-class"),
+        "--min-pixels": (min_pixels, "rare-class"),
+        "--class-method": (class_method, "inverse"),
+    }
+    for flag, (value, method) in given.items():
+        if value is not None and sampling_method != method:
+            raise click.UsageError(f"{flag} applies to --method {method}, not {sampling_method}")
+    params = sampling.Params(
+        threshold=sampling.THRESHOLD if threshold is None else threshold,
+        temperature=sampling.TEMPERATURE if temperature is None else temperature,
+        min_pixels=sampling.MIN_PIXELS if min_pixels is None else min_pixels,
+        class_method=class_method or "inverse",
+    )
+    source = _per_image_file(paths)
+    if source is not None:
+        _refuse_reading_options(click.get_current_context(), source)
+        table = Table.of(read_rows(source))
+    else:
+        rows: list = []
+        _scan(paths, _reading(**options), _display(quiet), rows=rows.extend)
+        table = Table.of(rows)
+    try:
+        result = sampling.image_weights(table, sampling_method, params)
+    except ClassWeightsError as error:  # name the flag, not the library's parameter
+        error.args = (str(error).replace("min_pixels", "--min-pixels"),)
+        raise
+    if fmt == "json":
+        _write(FORMATS["json"](result.document()), output)  # allow_nan=False, as every document
+    else:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(("path", "weight"))
+        writer.writerows(zip(result.paths, result.weights.tolist(), strict=True))
+        _write(out.getvalue(), output)
+
+
+@cli.command("multilabel")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--channels",
+    type=click.Choice(["first", "last"]),
+    help="Arrays hold one binary mask per class on their first (C,H,W) or last (H,W,C) axis; "
+    "images on their pages or channels.",
+)
+@click.option(
+    "--class-folders",
+    is_flag=True,
+    help="PATH holds one folder per class of binary masks: PATH/<class>/<stem>.png.",
+)
+@click.option(
+    "--one-hot",
+    is_flag=True,
+    help="The masks are one-hot: exit 1 if a pixel holds no class or several.",
+)
+@click.option(
+    "--class-names",
+    type=click.Path(dir_okay=False),
+    help="Class names: text one per line, or a JSON/YAML list.",
+)
+@click.option("--glob", "pattern", metavar="PATTERN", help="Which files count in a directory.")
+@click.option("--npz-key", metavar="KEY", help="The array to read from .npz files.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=_Deferred("masks", "MAX_PIXELS").get,
+    show_default="Pillow's limit",
+    help="Largest image to decode, a guard against decompression bombs.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes [default: all cores]."
+)
+@click.option(
+    "--missing",
+    type=_Choice(MISSING),
+    default="zero",
+    show_default=True,
+    help="pos_weight of a class with no pixels.",
+)
+@click.option(
+    "--digits",
+    type=click.IntRange(1, 17),
+    default=_Deferred("report", "DIGITS").get,
+    show_default="6",
+    help="Significant digits of pos_weight and frequencies.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    callback=_check_output,
+    help="Write the document here (atomically) instead of to stdout.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")
+def multilabel_command(
+    paths,
+    channels,
+    class_folders,
+    one_hot,
+    class_names,
+    pattern,
+    npz_key,
+    max_pixels,
+    workers,
+    missing,
+    digits,
+    output,
+    quiet,
+) -> None:
+    """Count multi-label or one-hot masks, one binary mask per class, and derive pos_weight.
+
+    A pixel may hold several classes. pos_weight[c] = (N - n_c) / n_c, shaped
+    (C, 1, 1) for BCEWithLogitsLoss on (N, C, H, W) logits.
+
+    Example:
+
+        classweights multilabel masks/ --channels first
+    """
+    from . import multilabel
+    from .scan import Source
+
+    if (channels is None) == (not class_folders):
+        raise click.UsageError("give one of --channels first|last and --class-folders")
+    options = ReadOptions(npz_key, max_pixels)
+    names = load_names(class_names) if class_names else None
+    if class_folders:
+        if len(paths) != 1:
+            raise click.UsageError("--class-folders takes one PATH, the folder of class folders")
+        folders, items = multilabel.class_folders(paths[0], pattern)
+        names = names or tuple(folders)
+        layout, classes = "class folders", len(folders)
+    else:
+        items = multilabel.arrays(paths, pattern)
+        layout, classes = f"channels {channels}", None
+    counts = multilabel.count(items, classes, channels or "first", options, workers=workers)
+    source = Source.of(paths, multilabel.masks_of(items))
+    doc = multilabel.document(
+        counts,
+        layout=layout,
+        names=names,
+        missing=missing,
+        source={
+            "paths": list(source.paths),
+            "files": source.files,
+            "fingerprint": source.fingerprint,
+        },
+        digits=digits,
+    )
+    display = _display(quiet)
+    if counts.not_one_hot:
+        example = counts.examples[0][0]
+        message = (
+            f"{counts.not_one_hot:,} of {counts.files:,} masks are not one-hot: "
+            f"{counts.no_class:,} pixels hold no class and {counts.several:,} several; "
+            f"e.g. {example}"
+        )
+        if one_hot:
+            _write(FORMATS["json"](doc), output)
+            click.echo(f"one-hot: {message}", err=True)
+            raise click.exceptions.Exit(1)
+        display.warn(message)
+    _write(FORMATS["json"](doc), output)
 
 
 def _emit(
@@ -934,9 +1406,10 @@ def _emit(
     digits: int,
     output: str | None,
     quiet: bool,
+    extra: dict | None = None,
 ) -> None:
-    """Derive the weights, show the table and warnings, and write the document (or, with
-    ``target``, what that consumer takes)."""
+    """Derive the weights, show the table and warnings, and write the document (with the
+    ``extra`` entries at its end; or, with ``target``, what that consumer takes)."""
     if target and fmt not in ("json", "yaml"):
         raise click.UsageError(f"--for {target} writes json or yaml, not --format {fmt}")
     weights = compute_weights(
@@ -948,6 +1421,7 @@ def _emit(
         params=Params(enet_c=enet_c, beta=beta),
     )
     doc = document(result, weights, digits=digits)
+    doc.update(extra or {})
     out: dict = doc
     notes: list[str] = []
     if target:

@@ -92,6 +92,10 @@ class Display:
             self.console.print(text, highlight=False, soft_wrap=not self.console.is_terminal)
         self._pending = []
 
+    def note(self, message: str) -> None:
+        """Say something that is neither a warning nor part of the table."""
+        self.console.print(escape(message), highlight=False, soft_wrap=True)
+
     @contextmanager
     def progress(self) -> Iterator[ProgressCallback]:
         """Yield a progress callback: a bar with a spinner and the elapsed time when stderr is
@@ -154,6 +158,9 @@ class Display:
         for header in headers:
             left = header in ("name", "share (log)")
             table.add_column(header, justify="left" if left else "right")
+        interval = doc.get("interval")  # bootstrap intervals (scan --sample, --bootstrap)
+        if interval:
+            table.add_column(f"{interval['level']:.0%} interval", justify="right")
         pos = doc["pos_weight"]
         for c in shown:
             row = [
@@ -169,6 +176,8 @@ class Display:
                 # One logit for two classes: its pos_weight belongs to class 1.
                 at = c["id"] - 1 if len(pos) == 1 else c["id"]
                 row.append(f"{pos[at]:.4g}" if 0 <= at < len(pos) else "")
+            if interval:
+                row.append(f"{interval['low'][c['id']]:.4g} - {interval['high'][c['id']]:.4g}")
             table.add_row(*row, style=None if c["pixels"] else "dim")
         self.console.print(table)
         self.flush()

@@ -145,13 +145,16 @@ class ReadOptions:
 class Histogram:
     """The distinct raw values of a mask (sorted int64) and their pixel counts (positive int64).
 
-    ``colour`` says the values are colours packed as 0xRRGGBB rather than class ids.
+    ``colour`` says the values are colours packed as 0xRRGGBB rather than class ids;
+    ``shape`` is the decoded array's shape when it is at hand for free (an array file or a
+    mask with a region), else None (`mask_size` reads it from a header).
     """
 
     values: np.ndarray
     counts: np.ndarray
     colour: bool = False
     lossy: bool = False  # decoded from a lossy format (`LOSSY_FORMATS`)
+    shape: tuple[int, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -257,7 +260,7 @@ def read_histogram(
                 f"is {shape_text(labels.shape)} but its region mask {mask.region} is "
                 f"{shape_text(inside.shape)}",
             )
-        return _array_histogram(labels[inside != 0], mask.path, colour)
+        return replace(_array_histogram(labels[inside != 0], mask.path, colour), shape=labels.shape)
     except MaskError:
         raise
     except NotRegularFile:
@@ -324,7 +327,10 @@ def shape_text(shape: tuple[int, ...]) -> str:
 def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
     reader = _array_reader(path)
     if reader is not None:
-        return _array_histogram(reader(path, options), path)
+        array = reader(path, options)
+        # The shape rides along: per-image rows need it, and an .npz or NIfTI file costs a
+        # whole decompression to read again.
+        return replace(_array_histogram(array, path), shape=array.shape)
     data = sources.read_bytes(path, options)  # whole at once: a buffer only costs
     layout = png.layout(data)
     if layout is not None:

@@ -123,9 +123,11 @@ def _csv(doc: dict) -> str:
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    interval = doc.get("interval")  # bootstrap intervals (scan --sample, issue 12)
+    writer.writerow(CSV_COLUMNS + (("low", "high") if interval else ()))
     for row in doc["classes"]:
-        writer.writerow(["" if row[k] is None else row[k] for k in CSV_COLUMNS])
+        bounds = (interval["low"][row["id"]], interval["high"][row["id"]]) if interval else ()
+        writer.writerow(["" if row[k] is None else row[k] for k in CSV_COLUMNS] + list(bounds))
     return out.getvalue()
 
 
@@ -379,6 +381,7 @@ def _from_document(doc: Any) -> ScanResult:
         ),
         names=None if all(n is None for n in names) else tuple(names),
         reading=Reading(reading.get("regions"), reading.get("npz_key"), reading.get("max_pixels")),
+        sample=_of_type(doc["sample"], dict, "sample") if doc.get("sample") is not None else None,
     )
 
 

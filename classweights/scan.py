@@ -37,6 +37,7 @@ from .masks import (
     pair_regions,
     read_histogram,
 )
+from .per_image import InOrder, Row, TaskRows
 
 if TYPE_CHECKING:
     from .cache import HistogramCache
@@ -183,6 +184,9 @@ class ScanResult:
     names: tuple[str | None, ...] | None = None
     warnings: tuple[str, ...] = ()
     reading: Reading = Reading()
+    #: A report of a random sample (`intervals.scan_sample`): how it was drawn; None for a
+    #: full scan. Kept by `report.load`, so that `report.merge` can refuse it.
+    sample: dict | None = None
 
 
 def scan(
@@ -201,6 +205,8 @@ def scan(
     executor: cf.Executor | None = None,
     shard: tuple[int, int] | None = None,
     cache: str | os.PathLike | None = None,
+    rows: Callable[[Sequence[Row]], None] | None = None,
+    select: Callable[[list[MaskFile]], list[MaskFile]] | None = None,
 ) -> ScanResult:
     """Return the class counts of every mask under ``paths`` (see `sources.iter_masks`).
 
@@ -232,6 +238,12 @@ def scan(
     pair_key
         A regular expression whose one group is the sample id that pairs a mask with its
         region (`masks.sample_id`) [default: the file's stem].
+    rows
+        Called with the per-image rows of the masks counted (`per_image.Row`), a batch at
+        a time, in path order whatever the executor (not with ``cache``).
+    select
+        Picks the masks to count from the list of those found (a random sample,
+        `intervals.reservoir`); the result's source then names those alone.
     """
     # One path is one path: a str is not iterated letter by letter.
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -247,7 +259,12 @@ def scan(
         raise TypeError(
             f"executor must be a concurrent.futures.Executor, not {type(executor).__name__}"
         )
-    listing = _Listing(_list_masks(paths, pattern, regions, shard, options, pair_key))
+    if rows is not None and cache is not None:
+        raise ValueError("rows and cache cannot go together: a cached mask is not read again")
+    listed = _list_masks(paths, pattern, regions, shard, options, pair_key)
+    if select is not None:  # in name order again: the fingerprint's order
+        listed = iter(sorted(select(list(listed)), key=lambda mask: mask.name))
+    listing = _Listing(listed)
     warnings: list[str | None] = []
     with contextlib.ExitStack() as stack:
         store = None
@@ -265,6 +282,7 @@ def scan(
             executor=executor,
             progress=progress,
             cache=store,
+            rows=rows,
         )
     problem = unexpected_summary(counts, spec)
     if problem and strict:
@@ -339,6 +357,7 @@ class Task:
     options: ReadOptions
     skip_errors: bool
     keep: bool = False  # send each mask's histogram back too (for the cache)
+    per_image: bool = False  # send each mask's per-image row back too (`per_image.Row`)
 
 
 @dataclass
@@ -350,22 +369,26 @@ class TaskResult:
     counts: ClassCounts
     files: int
     histograms: list[tuple[MaskFile, Histogram]] | None = None
+    rows: TaskRows | None = None
 
 
 def count_task(task: Task) -> TaskResult:
     """Return the counts of one task's masks: the map step, run wherever the executor runs."""
     tally = _Tally(task.spec)
     kept: list[tuple[MaskFile, Histogram]] | None = [] if task.keep else None
+    rows = TaskRows(task.index) if task.per_image else None
     for mask in task.masks:
         try:
             histogram = read_histogram(mask, task.options)
+            if rows is not None:  # per-image rows: the one hook, see per_image.py
+                rows.add(mask, histogram, task.spec, task.options)
             tally.add(histogram, mask.path)
         except MaskError as error:
             tally.fail(error, task.skip_errors)
             continue
         if kept is not None:
             kept.append((mask, histogram))
-    return TaskResult(task.index, tally.finish(), len(task.masks), kept)
+    return TaskResult(task.index, tally.finish(), len(task.masks), kept, rows)
 
 
 class _Tally:
@@ -413,9 +436,10 @@ def count_masks(
     executor: cf.Executor | None = None,
     progress: Progress | None = None,
     cache: HistogramCache | None = None,
+    rows: Callable[[Sequence[Row]], None] | None = None,
 ) -> ClassCounts:
     """Return the counts of ``masks`` (any iterable, consumed lazily), counted in tasks on
-    ``executor`` (see `scan`).
+    ``executor`` (see `scan`; ``rows`` too).
 
     At most `IN_FLIGHT` tasks per worker are out at a time, so memory is bounded by the tasks
     in flight, never by the number of masks.
@@ -443,6 +467,7 @@ def count_masks(
                 progress(done, listed)
 
     counts = ClassCounts.zeros(spec.num_classes or 0)
+    in_order = InOrder(rows) if rows else None  # tasks finish in any order; rows go in order
     with contextlib.ExitStack() as stack:
         todo: Iterator[MaskFile] = listing()
         if executor is None:
@@ -453,11 +478,13 @@ def count_masks(
                 executor, parallel = InlineExecutor(), 1
             todo = chain(head, todo)
         tasks = (
-            Task(index, chunk, spec, options, skip_errors, keep=cache is not None)
+            Task(index, chunk, spec, options, skip_errors, cache is not None, rows is not None)
             for index, chunk in enumerate(_tasks(todo, parallel))
         )
         for result in run_tasks(count_task, tasks, executor, in_flight=IN_FLIGHT * parallel):
             counts += result.counts
+            if in_order is not None and result.rows is not None:
+                in_order.put(result.rows)
             done += result.files
             if cache is not None and result.histograms:
                 cache.put(result.histograms)

@@ -56,6 +56,11 @@ STAND_INS = {
     "DRIVE/training/1st_manual/21_manual1.gif": [[0, 255], [255, 0]],
     "DRIVE/training/mask/21_training_mask.gif": [[0, 255], [255, 255]],
     "DRIVE/training/images/21_training.tif": [[10, 20], [30, 40]],
+    # One binary mask per class and scan (classweights multilabel --class-folders).
+    "lesions/tumour/case1.png": [[0, 1], [1, 1]],
+    "lesions/tumour/case2.png": [[0, 0], [0, 1]],
+    "lesions/edema/case1.png": [[1, 1], [0, 0]],
+    "lesions/edema/case2.png": [[1, 0], [0, 0]],
 }
 
 
