@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
+from . import __version__, _native
 from .checks import CHECK_FORMATS, Rules, check
 from .counting import LabelSpec
 from .errors import ClassWeightsError
@@ -357,7 +357,12 @@ output_options = _options(
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="classweights")
+@click.version_option(
+    __version__,
+    "--version",
+    prog_name="classweights",
+    message=f"%(prog)s, version %(version)s\n{_native.description()}",
+)
 def cli() -> None:
     """Per-class pixel statistics and class weights from semantic-segmentation masks.
 

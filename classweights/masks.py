@@ -325,20 +325,50 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         return _array_histogram(reader(path, options.npz_key), path)
     with open(path, "rb", buffering=0) as file:  # read whole at once: a buffer only costs
         data = file.read()
-    layout = png.layout(data)
+    layout = png.layout(data)  # a PNG's damage is refused here, before any decoder sees it
     if layout is not None:
-        lines = png.scanlines(layout, options.max_pixels)
-        rows = None if lines is None else png.rows(layout, lines)
-        if rows is not None:
-            values, counts = _count(rows.reshape(-1))
-            counts[0] -= rows.shape[0]  # the filter bytes, all 0, one a row
-            return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
-        pixels = png.decode(data, layout, options.max_pixels, lines)
-        if pixels is not None:
-            return _array_histogram(pixels, path)
+        histogram = _png_histogram(layout, path, options)
+        if histogram is not None:
+            return histogram
     with _open_image(io.BytesIO(data), path, options) as image:
         frames = [_frame_histogram(frame, path) for frame in _frames(image, path)]
     return frames[0] if len(frames) == 1 else _sum_histograms(frames)
+
+
+def _png_histogram(layout: png.Layout, path: str, options: ReadOptions) -> Histogram | None:
+    """Count a PNG whose layout `png.layout` has checked; None: Pillow must open it.
+
+    The stream is inflated (and its row count checked) on every path, so that a PNG whose
+    image data ends early is refused whichever decoder would count it.
+    """
+    if layout.width * layout.height > options.max_pixels:
+        return None  # Pillow's header says why it is refused, before it decodes a pixel
+    raw = png.inflate(layout)
+    if png.KERNEL is not None and layout.colour_type != png.GRAY_ALPHA:
+        values, counts = png.count(layout, raw)
+        return Histogram(values, counts, colour=layout.colour_type in png.COLOUR_TYPES)
+    lines = png.unfiltered(layout, raw)
+    if lines is None:
+        return None  # Pillow decodes it faster than numpy would undo its row filters
+    if layout.depth == 16:
+        return _u16_histogram(lines[:, 1:].view(">u2"))
+    values, counts = _count(lines.reshape(-1))  # one contiguous buffer, filter bytes and all
+    counts[0] -= lines.shape[0]  # the filter bytes, all 0, one a row
+    return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
+
+
+#: Rows of a 16-bit mask are counted this many pixels at a time, so that a large mask needs
+#: no full-size copy (its stream is 2 bytes a pixel already).
+BLOCK_PIXELS = 1 << 20
+
+
+def _u16_histogram(samples: np.ndarray) -> Histogram:
+    """Count a (height, width) array of 16-bit samples, a block of rows at a time."""
+    table = np.zeros(1 << 16, np.int64)
+    step = max(1, BLOCK_PIXELS // samples.shape[1])
+    for top in range(0, samples.shape[0], step):
+        table += np.bincount(samples[top : top + step].reshape(-1), minlength=1 << 16)
+    return Histogram(*_dense(table))
 
 
 def _frames(image: Image.Image, path: str) -> Iterable[Image.Image]:
@@ -364,7 +394,31 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
         values = np.array([pack_rgb(*rgb[:3]) for _, rgb in colours], np.int64)
         counts = np.array([n for n, _ in colours], np.int64)
         return _sum_histograms([Histogram(values, counts, colour=True)])
+    if image.mode in ("L", "P", "1"):
+        # Pillow counts 8-bit pixels exactly in C, without a copy of the image.
+        scale = 255 if image.mode == "1" else _sub_byte_scale(image)
+        values, counts = _dense(np.array(image.histogram(), np.int64))
+        return Histogram(values // scale, counts)
+    if image.mode.startswith("I;16"):
+        # A block of rows at a time: no full-size copy of a large 16-bit mask.
+        step = max(1, BLOCK_PIXELS // image.width)
+        blocks = (image.crop((0, top, image.width, min(top + step, image.height)))
+                  for top in range(0, image.height, step))  # fmt: skip
+        table = np.zeros(1 << 16, np.int64)
+        for block in blocks:
+            table += np.bincount(np.asarray(block).reshape(-1), minlength=1 << 16)
+        return Histogram(*_dense(table))
     return _array_histogram(_image_array(image, path), path)
+
+
+def _sub_byte_scale(image: Image.Image) -> int:
+    """Return what Pillow multiplied an image's stored samples by: 85 for 2-bit and 17 for
+    4-bit gray (it stretches them to 0-255 in mode L), else 1. Only right before the image
+    is loaded: its tile, which names the stored layout, is gone after."""
+    tile = getattr(image, "tile", None)
+    args = tile[0][3] if tile else None  # PNG: the raw mode; TIFF: (raw mode, ...)
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    return {"L;2": 85, "L;2R": 85, "L;4": 17, "L;4R": 17}.get(rawmode, 1)
 
 
 def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray, bool]:
@@ -384,6 +438,9 @@ def _image_array(image: Image.Image, path: str) -> np.ndarray:
         return pack_rgb(rgb[..., 0], rgb[..., 1], rgb[..., 2])
     if image.mode == "1":
         return np.asarray(image) != 0  # labels 0 and 1, whatever Pillow stores for "on"
+    scale = _sub_byte_scale(image)  # before the image is loaded: loading drops its tile
+    if scale > 1:  # 2- and 4-bit gray: the stored values, not Pillow's stretched ones
+        return np.asarray(image) // scale
     if image.mode in INDEX_MODES:
         # The palette index is the label: a P image is never converted to RGB. (Pillow's own
         # histogram() would bin I;16 into 256 buckets; numpy counts every value.)

@@ -16,3 +16,21 @@ def tiny(tmp_path: Path) -> Path:
     save_mask(root / "a.png", MASK_A, "P")
     save_mask(root / "b.png", MASK_B, "P")
     return root
+
+
+@pytest.fixture(params=["compiled", "pure"])
+def png_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on both PNG paths: the compiled kernel, and pure Python (Pillow and numpy).
+
+    The compiled run is skipped where the extension is not built; workers forked by a scan
+    inherit the choice.
+    """
+    from classweights import _native, png
+
+    if request.param == "compiled":
+        if _native.KERNEL is None:
+            pytest.skip("the C kernel is not built (or CLASSWEIGHTS_PURE is set)")
+        monkeypatch.setattr(png, "KERNEL", _native.KERNEL)
+    else:
+        monkeypatch.setattr(png, "KERNEL", None)
+    return request.param
