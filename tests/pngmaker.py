@@ -7,7 +7,11 @@ import struct
 import zlib
 from collections.abc import Sequence
 
+import io
+import warnings
+
 import numpy as np
+from PIL import Image
 
 CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
@@ -84,3 +88,23 @@ def encode(
     for i in range(0, len(stream), step):
         out += chunk(b"IDAT", stream[i : i + step])
     return out + chunk(b"IEND", b"")
+
+
+def pillow_histogram(data: bytes, depth: int) -> dict[int, int]:
+    """Count what Pillow decodes: stored gray values, palette indices, colours 0xRRGGBB.
+
+    Raises whatever Pillow raises on a file it cannot decode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns on some damaged files; it may still fail
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image)
+            mode = image.mode
+    if mode == "1":
+        pixels = pixels != 0
+    elif mode == "L" and depth < 8:
+        pixels = pixels // (255 // (2**depth - 1))  # Pillow stretches 2- and 4-bit gray
+    elif mode in ("RGB", "RGBA"):
+        rgb = pixels[..., :3].astype(np.int64)
+        pixels = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    values, counts = np.unique(pixels.astype(np.int64), return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist(), strict=True))

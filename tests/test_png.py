@@ -22,7 +22,7 @@ from classweights import png, read_histogram
 from classweights.errors import MaskError
 from classweights.masks import MAX_PIXELS, ReadOptions, decode
 from helpers import REPO, encode_png, save_mask
-from pngmaker import CHANNELS, chunk, encode
+from pngmaker import CHANNELS, chunk, encode, pillow_histogram
 
 pytestmark = pytest.mark.usefixtures("png_path")
 
@@ -37,22 +37,6 @@ WIDTHS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 127, 255, 257, 511
           2047, 2049, 4095, 4100]  # fmt: skip
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def pillow_histogram(data: bytes, depth: int) -> dict[int, int]:
-    """Count what Pillow decodes: stored gray values, palette indices, colours 0xRRGGBB."""
-    with Image.open(io.BytesIO(data)) as image:
-        pixels = np.asarray(image)
-        mode = image.mode
-    if mode == "1":
-        pixels = pixels != 0
-    elif mode == "L" and depth < 8:
-        pixels = pixels // (255 // (2**depth - 1))  # Pillow stretches 2- and 4-bit gray
-    elif mode in ("RGB", "RGBA"):
-        rgb = pixels[..., :3].astype(np.int64)
-        pixels = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    values, counts = np.unique(pixels.astype(np.int64), return_counts=True)
-    return dict(zip(values.tolist(), counts.tolist(), strict=True))
 
 
 def counts_of(data: bytes, tmp_path) -> dict[int, int]:
