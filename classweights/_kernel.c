@@ -41,34 +41,98 @@ INLINE uint8_t paeth(int a, int b, int c)
     return (uint8_t)((pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c));
 }
 
+INLINE uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* out[k] = out[k - bpp] for k in 0..7: the pixel on the left repeated over eight bytes. */
+INLINE void repeat8(uint8_t *out, size_t bpp)
+{
+    if (bpp >= 8) {
+        memcpy(out, out - bpp, 8);
+    } else {
+        size_t k;
+        for (k = 0; k < 8; k++) out[k] = out[k - bpp];
+    }
+}
+
 /* Rebuild one row into `out` from its filtered bytes `in` and the rebuilt row above `up`
  * (all zeros for the first row). `bpp` is a constant in each caller below, so the compiler
- * makes one loop per pixel size. */
-INLINE void unfilter_bpp(int kind, uint8_t *out, const uint8_t *in, const uint8_t *up,
-                         size_t n, const size_t bpp)
+ * makes one loop per pixel size. Sub, Average and Paeth chain each byte to the one a pixel
+ * to its left: that byte is carried in a register along its lane (the bytes at one position
+ * of every pixel), not read back from `out`, which would stall on every byte. */
+INLINE void unfilter_bpp(int kind, uint8_t *restrict out, const uint8_t *restrict in,
+                         const uint8_t *restrict up, size_t n, const size_t bpp)
 {
-    size_t i;
+    size_t i, lane;
     switch (kind) {
     case 1: /* Sub */
         for (i = 0; i < bpp && i < n; i++) out[i] = in[i];
-        for (; i < n; i++) out[i] = (uint8_t)(in[i] + out[i - bpp]);
+        if (bpp == 1 && n > 0) {
+            uint8_t a = out[0];
+            while (i < n) {
+                if (i + 8 <= n && load64(in + i) == 0) {
+                    memset(out + i, a, 8);
+                    i += 8;
+                } else {
+                    out[i] = a = (uint8_t)(in[i] + a);
+                    i++;
+                }
+            }
+            break;
+        }
+        while (i < n) {
+            /* Eight residuals of 0 (flat regions): the bytes repeat the pixel on their left. */
+            if (i + 8 <= n && load64(in + i) == 0) {
+                repeat8(out + i, bpp);
+                i += 8;
+            } else {
+                out[i] = (uint8_t)(in[i] + out[i - bpp]);
+                i++;
+            }
+        }
         break;
     case 2: /* Up */
         for (i = 0; i < n; i++) out[i] = (uint8_t)(in[i] + up[i]);
         break;
     case 3: /* Average */
-        for (i = 0; i < bpp && i < n; i++) out[i] = (uint8_t)(in[i] + (up[i] >> 1));
-        for (; i < n; i++) out[i] = (uint8_t)(in[i] + ((out[i - bpp] + up[i]) >> 1));
+        for (lane = 0; lane < bpp; lane++) {
+            uint8_t a = 0;
+            for (i = lane; i < n; i += bpp) out[i] = a = (uint8_t)(in[i] + ((a + up[i]) >> 1));
+        }
         break;
     case 4: /* Paeth */
         for (i = 0; i < bpp && i < n; i++) out[i] = (uint8_t)(in[i] + up[i]);
-        for (; i < n; i++) {
-            /* Where the row above is flat (b == c) the predictor is a, as in Sub: masks are
-             * flat almost everywhere, and this branch is then taken and predicted. */
-            if (up[i] == up[i - bpp])
-                out[i] = (uint8_t)(in[i] + out[i - bpp]);
-            else
+        if (bpp == 1 && n > 0) {
+            /* One byte a pixel (8-bit gray and palette): a and c carried in registers. */
+            uint8_t a = out[0], c = up[0];
+            while (i < n) {
+                if (i + 8 <= n && load64(in + i) == 0 && load64(up + i) == 0x0101010101010101ULL * c) {
+                    memset(out + i, a, 8);
+                    i += 8;
+                } else {
+                    uint8_t b = up[i];
+                    a = (uint8_t)(in[i] + (b == c ? a : paeth(a, b, c)));
+                    out[i++] = a;
+                    c = b;
+                }
+            }
+            break;
+        }
+        while (i < n) {
+            /* Eight residuals of 0 under a flat row above (each b == c, so the predictor is
+             * a): the bytes repeat the pixel on their left. Masks are flat almost
+             * everywhere, so most of a row goes eight bytes at a time. */
+            if (i + 8 <= n && load64(in + i) == 0 && load64(up + i) == load64(up + i - bpp)) {
+                repeat8(out + i, bpp);
+                i += 8;
+            } else {
                 out[i] = (uint8_t)(in[i] + paeth(out[i - bpp], up[i], up[i - bpp]));
+                i++;
+            }
         }
         break;
     }
@@ -89,12 +153,6 @@ static void unfilter(int kind, uint8_t *out, const uint8_t *in, const uint8_t *u
 
 /* --- counting -------------------------------------------------------------------------- */
 
-INLINE uint64_t load64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
 
 /* Count the bytes of `row` into `table`, a run of equal bytes at a time: eight bytes are
  * compared at once while they all equal the run's byte. */
