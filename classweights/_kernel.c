@@ -23,6 +23,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,15 +49,71 @@ INLINE uint64_t load64(const uint8_t *p)
     return v;
 }
 
-/* out[k] = out[k - bpp] for k in 0..7: the pixel on the left repeated over eight bytes. */
-INLINE void repeat8(uint8_t *out, size_t bpp)
+/* The first k in [i, n) with p[k] != 0, else n: eight bytes at a time. */
+INLINE size_t next_nonzero(const uint8_t *p, size_t i, size_t n)
 {
-    if (bpp >= 8) {
-        memcpy(out, out - bpp, 8);
-    } else {
-        size_t k;
-        for (k = 0; k < 8; k++) out[k] = out[k - bpp];
+    for (; i + 8 <= n; i += 8)
+        if (load64(p + i)) break;
+    while (i < n && p[i] == 0) i++;
+    return i;
+}
+
+/* The first k in [i, n) with up[k] != up[k - bpp] (an edge in the row above), else n;
+ * i >= bpp. */
+INLINE size_t next_edge(const uint8_t *up, size_t i, size_t n, size_t bpp)
+{
+    for (; i + 8 <= n; i += 8)
+        if (load64(up + i) != load64(up + i - bpp)) break;
+    while (i < n && up[i] == up[i - bpp]) i++;
+    return i;
+}
+
+INLINE void store64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+/* out[k] = out[k - bpp] for k in [i, j): the pixel on the left repeated. The pixel is read
+ * once, and the fill stored a word at a time from words built in registers: a word loaded
+ * from bytes stored one at a time would stall on every block. */
+INLINE void repeat_fill(uint8_t *out, size_t i, size_t j, size_t bpp)
+{
+    uint64_t w0, w1 = 0, w2 = 0, px = 0;
+    if (j <= i) return;
+    if (bpp == 1) {
+        memset(out + i, out[i - 1], j - i);
+        return;
     }
+    memcpy(&px, out + i - bpp, bpp);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    switch (bpp) {
+    case 2: w0 = 0x0001000100010001ULL * px; break;
+    case 3: /* 8 pixels over three words: p0 p1 p2 p0 p1 p2 p0 p1 | p2 p0 ... */
+        w0 = px | px << 24 | px << 48;
+        w1 = px >> 16 | px << 8 | px << 32 | px << 56;
+        w2 = px >> 8 | px << 16 | px << 40;
+        break;
+    case 4: w0 = 0x0000000100000001ULL * px; break;
+    case 6: /* 4 pixels over three words */
+        w0 = px | px << 48;
+        w1 = px >> 16 | px << 32;
+        w2 = px >> 32 | px << 16;
+        break;
+    default: w0 = px; break; /* 8 */
+    }
+    if (bpp == 3 || bpp == 6) {
+        for (; i + 24 <= j; i += 24) {
+            store64(out + i, w0);
+            store64(out + i + 8, w1);
+            store64(out + i + 16, w2);
+        }
+    } else {
+        for (; i + 8 <= j; i += 8) store64(out + i, w0);
+    }
+#endif
+    (void)w1;
+    (void)w2;
+    for (; i < j; i++) out[i] = out[i - bpp];
 }
 
 /* Rebuild one row into `out` from its filtered bytes `in` and the rebuilt row above `up`
@@ -71,28 +128,14 @@ INLINE void unfilter_bpp(int kind, uint8_t *restrict out, const uint8_t *restric
     switch (kind) {
     case 1: /* Sub */
         for (i = 0; i < bpp && i < n; i++) out[i] = in[i];
-        if (bpp == 1 && n > 0) {
-            uint8_t a = out[0];
-            while (i < n) {
-                if (i + 8 <= n && load64(in + i) == 0) {
-                    memset(out + i, a, 8);
-                    i += 8;
-                } else {
-                    out[i] = a = (uint8_t)(in[i] + a);
-                    i++;
-                }
-            }
-            break;
-        }
         while (i < n) {
-            /* Eight residuals of 0 (flat regions): the bytes repeat the pixel on their left. */
-            if (i + 8 <= n && load64(in + i) == 0) {
-                repeat8(out + i, bpp);
-                i += 8;
-            } else {
-                out[i] = (uint8_t)(in[i] + out[i - bpp]);
-                i++;
-            }
+            /* Residuals of 0 (flat regions, most of a mask) repeat the pixel on the left:
+             * they are found eight at a time and filled a word at a time. */
+            size_t j = next_nonzero(in, i, n), end;
+            repeat_fill(out, i, j, bpp);
+            for (end = j + bpp < n ? j + bpp : n; j < end; j++)
+                out[j] = (uint8_t)(in[j] + out[j - bpp]);
+            i = j;
         }
         break;
     case 2: /* Up */
@@ -106,33 +149,16 @@ INLINE void unfilter_bpp(int kind, uint8_t *restrict out, const uint8_t *restric
         break;
     case 4: /* Paeth */
         for (i = 0; i < bpp && i < n; i++) out[i] = (uint8_t)(in[i] + up[i]);
-        if (bpp == 1 && n > 0) {
-            /* One byte a pixel (8-bit gray and palette): a and c carried in registers. */
-            uint8_t a = out[0], c = up[0];
-            while (i < n) {
-                if (i + 8 <= n && load64(in + i) == 0 && load64(up + i) == 0x0101010101010101ULL * c) {
-                    memset(out + i, a, 8);
-                    i += 8;
-                } else {
-                    uint8_t b = up[i];
-                    a = (uint8_t)(in[i] + (b == c ? a : paeth(a, b, c)));
-                    out[i++] = a;
-                    c = b;
-                }
-            }
-            break;
-        }
         while (i < n) {
-            /* Eight residuals of 0 under a flat row above (each b == c, so the predictor is
-             * a): the bytes repeat the pixel on their left. Masks are flat almost
-             * everywhere, so most of a row goes eight bytes at a time. */
-            if (i + 8 <= n && load64(in + i) == 0 && load64(up + i) == load64(up + i - bpp)) {
-                repeat8(out + i, bpp);
-                i += 8;
-            } else {
-                out[i] = (uint8_t)(in[i] + paeth(out[i - bpp], up[i], up[i - bpp]));
-                i++;
-            }
+            /* Where the residual is 0 and the row above is flat (b == c), the predictor is
+             * a: the pixel on the left repeats, as in Sub. Only the bytes at an edge of
+             * this row or the row above go through the predictor. */
+            size_t j = next_nonzero(in, i, n), edge = next_edge(up, i, j, bpp), end;
+            j = edge < j ? edge : j;
+            repeat_fill(out, i, j, bpp);
+            for (end = j + bpp < n ? j + bpp : n; j < end; j++)
+                out[j] = (uint8_t)(in[j] + paeth(out[j - bpp], up[j], up[j - bpp]));
+            i = j;
         }
         break;
     }
