@@ -384,6 +384,7 @@ def ensure(directory: Path, manifest: dict, make: Callable[[Path], None]) -> Non
     The manifest is written last, so an interrupted generation is redone on the next run.
     """
     marker = directory / "manifest.json"
+    manifest = json.loads(json.dumps(manifest))  # as it reads back: tuples become lists
     if marker.exists() and json.loads(marker.read_text()) == manifest:
         return
     log(f"generating {directory} ...")

@@ -73,46 +73,59 @@ INLINE void store64(uint8_t *p, uint64_t v)
     memcpy(p, &v, 8);
 }
 
+/* Little-endian machines build a pixel repeated over words in registers: */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORD_PATTERNS 1
+#else
+#define WORD_PATTERNS 0
+#endif
+
+/* Bytes a repeated pixel of `bpp` bytes takes to fill whole words: 24 for 3 and 6, else 8. */
+INLINE size_t pattern_bytes(size_t bpp)
+{
+    return bpp == 3 || bpp == 6 ? 24 : 8;
+}
+
+/* w[0 .. pattern_bytes(bpp) / 8) = the pixel at `p` repeated (1, 2, 3, 4, 6 or 8 bytes). */
+INLINE void pattern(const uint8_t *p, size_t bpp, uint64_t w[3])
+{
+    uint64_t px = 0;
+    memcpy(&px, p, bpp);
+    switch (bpp) {
+    case 1: w[0] = 0x0101010101010101ULL * px; break;
+    case 2: w[0] = 0x0001000100010001ULL * px; break;
+    case 3: /* 8 pixels over three words: p0 p1 p2 p0 p1 p2 p0 p1 | p2 p0 ... */
+        w[0] = px | px << 24 | px << 48;
+        w[1] = px >> 16 | px << 8 | px << 32 | px << 56;
+        w[2] = px >> 8 | px << 16 | px << 40;
+        break;
+    case 4: w[0] = 0x0000000100000001ULL * px; break;
+    case 6: /* 4 pixels over three words */
+        w[0] = px | px << 48;
+        w[1] = px >> 16 | px << 32;
+        w[2] = px >> 32 | px << 16;
+        break;
+    default: w[0] = px; break; /* 8 */
+    }
+}
+
 /* out[k] = out[k - bpp] for k in [i, j): the pixel on the left repeated. The pixel is read
  * once, and the fill stored a word at a time from words built in registers: a word loaded
  * from bytes stored one at a time would stall on every block. */
 INLINE void repeat_fill(uint8_t *out, size_t i, size_t j, size_t bpp)
 {
-    uint64_t w0, w1 = 0, w2 = 0, px = 0;
     if (j <= i) return;
     if (bpp == 1) {
         memset(out + i, out[i - 1], j - i);
         return;
     }
-    memcpy(&px, out + i - bpp, bpp);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    switch (bpp) {
-    case 2: w0 = 0x0001000100010001ULL * px; break;
-    case 3: /* 8 pixels over three words: p0 p1 p2 p0 p1 p2 p0 p1 | p2 p0 ... */
-        w0 = px | px << 24 | px << 48;
-        w1 = px >> 16 | px << 8 | px << 32 | px << 56;
-        w2 = px >> 8 | px << 16 | px << 40;
-        break;
-    case 4: w0 = 0x0000000100000001ULL * px; break;
-    case 6: /* 4 pixels over three words */
-        w0 = px | px << 48;
-        w1 = px >> 16 | px << 32;
-        w2 = px >> 32 | px << 16;
-        break;
-    default: w0 = px; break; /* 8 */
+    if (WORD_PATTERNS) {
+        uint64_t w[3];
+        size_t k, block = pattern_bytes(bpp);
+        pattern(out + i - bpp, bpp, w);
+        for (; i + block <= j; i += block)
+            for (k = 0; k < block / 8; k++) memcpy(out + i + 8 * k, &w[k], 8);
     }
-    if (bpp == 3 || bpp == 6) {
-        for (; i + 24 <= j; i += 24) {
-            store64(out + i, w0);
-            store64(out + i + 8, w1);
-            store64(out + i + 16, w2);
-        }
-    } else {
-        for (; i + 8 <= j; i += 8) store64(out + i, w0);
-    }
-#endif
-    (void)w1;
-    (void)w2;
     for (; i < j; i++) out[i] = out[i - bpp];
 }
 
@@ -303,14 +316,29 @@ INLINE uint32_t colour_at(const uint8_t *row, size_t i, size_t step, size_t samp
 static void count_colours(const uint8_t *row, size_t width, size_t step, size_t sample,
                           Colours *t)
 {
-    size_t start = 0, i;
+    size_t start = 0, i = 1, k;
+    size_t block = pattern_bytes(step), per_block = block / step;
     uint32_t run = colour_at(row, 0, step, sample);
-    for (i = 1; i < width; i++) {
-        uint32_t key = colour_at(row, i, step, sample);
-        if (key != run) {
+    uint64_t w[3];
+    if (WORD_PATTERNS) pattern(row, step, w);
+    while (i < width) {
+        /* A run goes a block of pixels at a time while their bytes repeat its first pixel's
+         * (alpha and low bytes included: a run may end early, never late). */
+        if (WORD_PATTERNS) {
+            while (i + per_block <= width) {
+                uint64_t differ = 0;
+                for (k = 0; k < block / 8; k++) differ |= load64(row + i * step + 8 * k) ^ w[k];
+                if (differ) break;
+                i += per_block;
+            }
+        }
+        while (i < width && colour_at(row, i, step, sample) == run) i++;
+        if (i < width) {
             colours_add(t, run, i - start);
-            run = key;
+            run = colour_at(row, i, step, sample);
             start = i;
+            if (WORD_PATTERNS) pattern(row + i * step, step, w);
+            i++;
         }
     }
     colours_add(t, run, width - start);
@@ -329,64 +357,54 @@ static PyObject *int64_bytes(const int64_t *items, Py_ssize_t n)
     return PyBytes_FromStringAndSize((const char *)items, n * (Py_ssize_t)sizeof(int64_t));
 }
 
-/* Return (values, counts) of the non-zero bins of `table`; each bin's value is its index. */
-static PyObject *table_result(const uint64_t *table, size_t bins)
+/* Return (values, counts) as two bytes objects of the first n items, and free both arrays;
+ * NULL with MemoryError if either could not be allocated. */
+static PyObject *pair_result(int64_t *values, int64_t *counts, size_t n)
 {
-    size_t i, n = 0;
-    int64_t *values, *counts;
     PyObject *result = NULL;
-    for (i = 0; i < bins; i++) n += table[i] != 0;
-    values = PyMem_Malloc((n + 1) * sizeof *values);
-    counts = PyMem_Malloc((n + 1) * sizeof *counts);
     if (values == NULL || counts == NULL) {
         PyErr_NoMemory();
-        goto done;
-    }
-    n = 0;
-    for (i = 0; i < bins; i++) {
-        if (table[i]) {
-            values[n] = (int64_t)i;
-            counts[n++] = (int64_t)table[i];
-        }
-    }
-    {
+    } else {
         PyObject *v = int64_bytes(values, (Py_ssize_t)n), *c = int64_bytes(counts, (Py_ssize_t)n);
         if (v && c) result = PyTuple_Pack(2, v, c);
         Py_XDECREF(v);
         Py_XDECREF(c);
     }
-done:
     PyMem_Free(values);
     PyMem_Free(counts);
     return result;
 }
 
+/* Return (values, counts) of the non-zero bins of `table`; each bin's value is its index. */
+static PyObject *table_result(const uint64_t *table, size_t bins)
+{
+    size_t i, n = 0;
+    for (i = 0; i < bins; i++) n += table[i] != 0;
+    int64_t *values = PyMem_Malloc((n + 1) * sizeof *values);
+    int64_t *counts = PyMem_Malloc((n + 1) * sizeof *counts);
+    n = 0;
+    for (i = 0; values && counts && i < bins; i++) {
+        if (table[i]) {
+            values[n] = (int64_t)i;
+            counts[n++] = (int64_t)table[i];
+        }
+    }
+    return pair_result(values, counts, n);
+}
+
+/* Return (values, counts) of the colours in `t`, in table order. */
 static PyObject *colours_result(const Colours *t)
 {
     size_t i, n = 0;
     int64_t *values = PyMem_Malloc((t->used + 1) * sizeof *values);
     int64_t *counts = PyMem_Malloc((t->used + 1) * sizeof *counts);
-    PyObject *result = NULL;
-    if (values == NULL || counts == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (i = 0; i <= t->mask; i++) {
+    for (i = 0; values && counts && i <= t->mask; i++) {
         if (t->keys[i] != EMPTY) {
             values[n] = t->keys[i];
             counts[n++] = (int64_t)t->counts[i];
         }
     }
-    {
-        PyObject *v = int64_bytes(values, (Py_ssize_t)n), *c = int64_bytes(counts, (Py_ssize_t)n);
-        if (v && c) result = PyTuple_Pack(2, v, c);
-        Py_XDECREF(v);
-        Py_XDECREF(c);
-    }
-done:
-    PyMem_Free(values);
-    PyMem_Free(counts);
-    return result;
+    return pair_result(values, counts, n);
 }
 
 static PyObject *count(PyObject *self, PyObject *args)

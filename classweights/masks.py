@@ -351,23 +351,28 @@ def _png_histogram(layout: png.Layout, path: str, options: ReadOptions) -> Histo
     if lines is None:
         return None  # Pillow decodes it faster than numpy would undo its row filters
     if layout.depth == 16:
-        return _u16_histogram(lines[:, 1:].view(">u2"))
+        samples = lines[:, 1:].view(">u2")
+        step = _block_rows(layout.width)
+        return _u16_histogram(samples[top : top + step] for top in range(0, layout.height, step))
     values, counts = _count(lines.reshape(-1))  # one contiguous buffer, filter bytes and all
     counts[0] -= lines.shape[0]  # the filter bytes, all 0, one a row
     return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
 
 
-#: Rows of a 16-bit mask are counted this many pixels at a time, so that a large mask needs
-#: no full-size copy (its stream is 2 bytes a pixel already).
+#: A 16-bit mask is counted a block of rows of about this many pixels at a time, so that a
+#: large mask needs no full-size copy of its pixels.
 BLOCK_PIXELS = 1 << 20
 
 
-def _u16_histogram(samples: np.ndarray) -> Histogram:
-    """Count a (height, width) array of 16-bit samples, a block of rows at a time."""
+def _block_rows(width: int) -> int:
+    return max(1, BLOCK_PIXELS // width)
+
+
+def _u16_histogram(blocks: Iterable[np.ndarray]) -> Histogram:
+    """Count 16-bit samples given as blocks of rows."""
     table = np.zeros(1 << 16, np.int64)
-    step = max(1, BLOCK_PIXELS // samples.shape[1])
-    for top in range(0, samples.shape[0], step):
-        table += np.bincount(samples[top : top + step].reshape(-1), minlength=1 << 16)
+    for block in blocks:
+        table += np.bincount(block.reshape(-1), minlength=1 << 16)
     return Histogram(*_dense(table))
 
 
@@ -400,14 +405,11 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
         values, counts = _dense(np.array(image.histogram(), np.int64))
         return Histogram(values // scale, counts)
     if image.mode.startswith("I;16"):
-        # A block of rows at a time: no full-size copy of a large 16-bit mask.
-        step = max(1, BLOCK_PIXELS // image.width)
-        blocks = (image.crop((0, top, image.width, min(top + step, image.height)))
-                  for top in range(0, image.height, step))  # fmt: skip
-        table = np.zeros(1 << 16, np.int64)
-        for block in blocks:
-            table += np.bincount(np.asarray(block).reshape(-1), minlength=1 << 16)
-        return Histogram(*_dense(table))
+        step = _block_rows(image.width)  # no full-size copy of a large 16-bit mask
+        return _u16_histogram(
+            np.asarray(image.crop((0, top, image.width, min(top + step, image.height))))
+            for top in range(0, image.height, step)
+        )
     return _array_histogram(_image_array(image, path), path)
 
 

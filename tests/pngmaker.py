@@ -3,12 +3,11 @@ from the specification (sections 7-9) independently of the code under test."""
 
 from __future__ import annotations
 
+import io
 import struct
+import warnings
 import zlib
 from collections.abc import Sequence
-
-import io
-import warnings
 
 import numpy as np
 from PIL import Image
