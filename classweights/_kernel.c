@@ -212,8 +212,17 @@ static void count_bytes(const uint8_t *row, size_t n, uint64_t *table)
     table[row[start]] += n - start;
 }
 
+/* Add a run of n samples of value v to the 16-bit table, noting v in `seen` the first time:
+ * the result then reads the few values seen, not all 65536 bins. */
+INLINE void add_u16(uint64_t *table, uint16_t *seen, size_t *nseen, unsigned v, size_t n)
+{
+    if (table[v] == 0) seen[(*nseen)++] = (uint16_t)v;
+    table[v] += n;
+}
+
 /* Count big-endian 16-bit samples, a run of equal samples at a time. */
-static void count_u16(const uint8_t *row, size_t samples, uint64_t *table)
+static void count_u16(const uint8_t *row, size_t samples, uint64_t *table, uint16_t *seen,
+                      size_t *nseen)
 {
     size_t start = 0, i = 1;
     if (samples == 0) return;
@@ -224,11 +233,11 @@ static void count_u16(const uint8_t *row, size_t samples, uint64_t *table)
         while (i + 4 <= samples && load64(row + 2 * i) == wide) i += 4;
         while (i < samples && memcmp(row + 2 * i, &v, 2) == 0) i++;
         if (i < samples) {
-            table[(row[2 * start] << 8) | row[2 * start + 1]] += i - start;
+            add_u16(table, seen, nseen, (row[2 * start] << 8) | row[2 * start + 1], i - start);
             start = i++;
         }
     }
-    table[(row[2 * start] << 8) | row[2 * start + 1]] += samples - start;
+    add_u16(table, seen, nseen, (row[2 * start] << 8) | row[2 * start + 1], samples - start);
 }
 
 /* Colours: keys 0xRRGGBB in an open-addressing table; EMPTY is no colour. */
@@ -375,18 +384,30 @@ static PyObject *pair_result(int64_t *values, int64_t *counts, size_t n)
     return result;
 }
 
-/* Return (values, counts) of the non-zero bins of `table`; each bin's value is its index. */
-static PyObject *table_result(const uint64_t *table, size_t bins)
+static int compare_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+/* Return (values, counts) of the non-zero bins of `table`; each bin's value is its index.
+ * With `seen` (16-bit tables), only the nseen bins listed there are read. */
+static PyObject *table_result(const uint64_t *table, size_t bins, uint16_t *seen, size_t nseen)
 {
     size_t i, n = 0;
-    for (i = 0; i < bins; i++) n += table[i] != 0;
+    if (seen != NULL) {
+        qsort(seen, nseen, sizeof *seen, compare_u16);
+        n = nseen;
+    } else {
+        for (i = 0; i < bins; i++) n += table[i] != 0;
+    }
     int64_t *values = PyMem_Malloc((n + 1) * sizeof *values);
     int64_t *counts = PyMem_Malloc((n + 1) * sizeof *counts);
     n = 0;
-    for (i = 0; values && counts && i < bins; i++) {
-        if (table[i]) {
-            values[n] = (int64_t)i;
-            counts[n++] = (int64_t)table[i];
+    for (i = 0; values && counts && i < (seen != NULL ? nseen : bins); i++) {
+        size_t bin = seen != NULL ? seen[i] : i;
+        if (table[bin]) {
+            values[n] = (int64_t)bin;
+            counts[n++] = (int64_t)table[bin];
         }
     }
     return pair_result(values, counts, n);
@@ -449,6 +470,8 @@ static PyObject *count(PyObject *self, PyObject *args)
     int colour = colour_type == 2 || colour_type == 6;
     size_t bins = depth == 16 && !colour ? 65536 : 256;
     uint64_t *table = NULL;
+    uint16_t *seen = NULL; /* 16-bit gray: the values met, in order of their first run */
+    size_t nseen = 0;
     uint8_t *buffers = malloc(2 * n);
     uint8_t *zeros = calloc(n, 1);
     Colours colours = {0};
@@ -458,7 +481,9 @@ static PyObject *count(PyObject *self, PyObject *args)
         colours_init(&colours, 1024);
     else
         table = calloc(bins, sizeof *table);
-    if (buffers == NULL || zeros == NULL || (colour ? colours.failed : table == NULL)) {
+    if (bins == 65536) seen = malloc(bins * sizeof *seen);
+    if (buffers == NULL || zeros == NULL || (colour ? colours.failed : table == NULL) ||
+        (bins == 65536 && seen == NULL)) {
         PyErr_NoMemory();
         goto free;
     }
@@ -499,7 +524,7 @@ static PyObject *count(PyObject *self, PyObject *args)
                 break;
             }
         } else if (depth == 16) {
-            count_u16(row, (size_t)width, table);
+            count_u16(row, (size_t)width, table, seen, &nseen);
         } else {
             count_bytes(row, full, table);
             if (full < n) {
@@ -532,12 +557,13 @@ static PyObject *count(PyObject *self, PyObject *args)
     else if (outcome.no_memory)
         PyErr_NoMemory();
     else
-        result = colour ? colours_result(&colours) : table_result(table, bins);
+        result = colour ? colours_result(&colours) : table_result(table, bins, seen, nseen);
 
 free:
     free(buffers);
     free(zeros);
     free(table);
+    free(seen);
     if (colour) colours_free(&colours);
 release:
     PyBuffer_Release(&stream);
