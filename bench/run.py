@@ -1,30 +1,35 @@
-"""Benchmark ``classweights scan`` against the two baselines of DESIGN.md, "Performance".
+"""Benchmark ``classweights scan`` on masks that look like real annotation, against the baselines
+of docs/design.md, "Performance".
 
-Each measurement is a whole process, interpreter start included, on a warm page cache:
+Each measurement is a whole process, interpreter start included, on a warm page cache, run in
+turn with the others (interleaved) so that noise on the machine spreads over all of them:
 
-- ``naive``: the throw-away one-process script, ``np.unique`` on every decoded mask;
-- ``decode``: Pillow decoding every mask and nothing else, on all cores: no exact count can
-  be faster than this while it goes through Pillow's decoder;
-- ``scan``: ``python -m classweights scan DIR -q --ignore-index ...``.
+- ``naive``: the throw-away one-process script, ``np.unique`` on every mask Pillow decodes
+  (timed on every k-th mask and scaled by k, marked ``~``: it is the slowest by far);
+- ``decode``: Pillow decoding every mask and nothing else, on all cores;
+- ``opencv``: ``cv2.imread(IMREAD_UNCHANGED)`` and a count (``np.bincount``; ``np.unique`` of
+  packed colours) on all cores: what a competent user writes;
+- ``floor``: reading every file and inflating its image data with libdeflate, on all cores:
+  no exact count of a PNG can cost less;
+- ``scan``: ``python -m classweights scan DIR -q ...``.
 
-The datasets are generated deterministically under ``bench/data/`` on the first run and
-reused afterwards: 2000 masks of 512x512 and 200 of 2048x1024, 19 classes plus void, each
-mask written as a palette (P), 8-bit gray (L), 16-bit (I;16, ids times 1000) and colour-coded
-(RGB) PNG, plus 20,000 512x512 palette masks (hard links) for the memory measurement.
+The masks (generated deterministically under ``bench/data/`` on the first run, then reused)
+are drawn as annotation tools draw them: polygons at every angle, ellipses, thin poles and
+lines, 19 classes with a Zipf-like imbalance, void (255) outlines around some objects. Each
+mask is written by Pillow with its defaults (P, L, I;16 as ids x 1000 with void 65535, RGB in
+Cityscapes colours) and by OpenCV's ``imwrite`` with its defaults (L, I;16, RGB: OpenCV cannot
+write palette PNGs), at 512x512 (2,000 masks) and 2048x1024 (200 masks). Before anything is
+timed, every mask's counts are checked against Pillow's.
 
-How to read a line of the report (times are medians of the runs, run in turn so that noise
-on the machine spreads over all three):
+A line of the report gives the median times, then the ratios scan/decode, scan/opencv and
+scan/floor, then the steady-state cost per mask (the time for 2N masks minus that for N,
+divided by N: start-up drops out) of the scan and of the floor, ``spread`` (the largest
+(max - min) / median of the timings: how far to trust them) and the scan's peak memory (main
+process + largest worker). The memory line compares that peak at 2,000 and 20,000 masks. The
+"easy case" line is the previous benchmark's grid of axis-aligned rectangles, whose rows
+mostly repeat the row above. ``--real DIR`` adds a line for a folder of your own masks.
 
-- ``speed-up`` is naive / scan: what the tool saves over the script people write (on RGB
-  masks the naive time, marked ``~``, is extrapolated from every 20th mask);
-- ``scan/decode`` is scan / decode: below 1 means counting costs less than Pillow's decoding
-  alone, which is possible because the tool inflates PNGs itself, each in one call;
-- ``spread`` is the largest (max - min) / median of the three timings: how far to trust them;
-- ``peak`` is the peak resident memory of the scan's main process plus that of its largest
-  worker; the memory line compares it at 2,000 and 20,000 masks, where a ratio near 1 says
-  memory does not grow with the dataset.
-
-Usage: python bench/run.py [--data DIR] [--runs N] [--quick]
+Usage: python bench/run.py [--quick] [--runs N] [--data DIR] [--real DIR [--real-options ...]]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -48,26 +54,23 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from PIL import Image
+from PIL import Image, ImageDraw
 
 #: Bump when the drawing or encoding changes, so that old datasets are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SEED = 20240611
 
-#: (name, width, height, number of masks)
+#: (name, width, height, number of masks), and the same with --quick.
 SIZES = (("512x512", 512, 512, 2000), ("2048x1024", 2048, 1024, 200))
-#: The memory measurement's large set: the 512x512 palette masks linked this many times.
-MEMORY_SET = "20000x512"
+QUICK_SIZES = (("512x512", 512, 512, 200), ("2048x1024", 2048, 1024, 20))
+#: The memory measurement's large set: the 512x512 Pillow palette masks linked this many times.
 MEMORY_COPIES = 10
 
-#: Mode as Pillow names it -> directory name; "I;16" would need quoting in every shell.
+#: Writer -> modes it writes; mode as Pillow names it -> directory name.
+WRITERS = {"pillow": ("P", "L", "I;16", "RGB"), "opencv": ("L", "I;16", "RGB")}
 MODE_DIRS = {"P": "P", "L": "L", "I;16": "I16", "RGB": "RGB"}
 
 VOID = 255
-#: Side of the cells of the coarse label grid; a 512x512 mask is an 8x8 grid before the
-#: rectangles are drawn over it. Large regions keep the PNGs as small as real masks.
-CELL = 64
-BORDER = 4
 #: I;16 masks store id * 1000, so that values exceed 255, and void as 65535.
 I16_SCALE = 1000
 I16_VOID = 65535
@@ -96,9 +99,9 @@ CLASSES = (
 )
 VOID_COLOR = (0, 0, 0)
 
-#: Class frequencies fall off like 1/(id + 1), as in real datasets (road is common, bicycles
-#: are rare), so that the masks have rare classes too.
-CLASS_P = 1 / np.arange(1, len(CLASSES) + 1)
+#: Class frequencies fall off like 1/(id + 1)^1.2 (Zipf-like), as in real datasets: road is
+#: common, bicycles are rare.
+CLASS_P = 1 / np.arange(1, len(CLASSES) + 1) ** 1.2
 CLASS_P /= CLASS_P.sum()
 
 #: ids -> colour, as a lookup table indexed by the uint8 label (palette and RGB masks).
@@ -106,10 +109,10 @@ COLOR_LUT = np.zeros((256, 3), np.uint8)
 COLOR_LUT[: len(CLASSES)] = [color for _, color in CLASSES]
 COLOR_LUT[VOID] = VOID_COLOR
 
-#: np.unique(axis=0) on an HxWx3 mask takes about 0.2 s per 512x512 mask, so over all RGB
-#: files the naive script would take most of the run: it is timed on every STEP-th file and
-#: the time multiplied by STEP (interpreter start included in what is scaled; it is small).
-NAIVE_RGB_STEP = 20
+#: The naive script is timed on about this many masks of a set (a fifth with --quick) and
+#: scaled to all of them; on colour masks, whose np.unique(axis=0) takes seconds a mask, on
+#: a tenth as many.
+NAIVE_SAMPLE = 100
 
 #: Peak memory is reported in MB (10**6 bytes); ru_maxrss is in KiB on Linux, bytes on macOS.
 MAXRSS_BYTES = 1 if sys.platform == "darwin" else 1024
@@ -135,21 +138,12 @@ for path in sorted(Path(sys.argv[1]).glob("*.png"))[:: int(sys.argv[2])]:
 print(totals)
 """
 
-DECODE_CODE = """
+#: The pool every all-cores baseline runs its ``work(paths)`` in.
+POOL_CODE = """
 import multiprocessing
 import os
 import sys
 from pathlib import Path
-
-from PIL import Image
-
-
-def decode(paths):
-    for path in paths:
-        with Image.open(path) as image:
-            image.load()
-    return len(paths)
-
 
 if __name__ == "__main__":
     paths = [str(path) for path in sorted(Path(sys.argv[1]).glob("*.png"))]
@@ -158,16 +152,82 @@ if __name__ == "__main__":
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     method = "fork" if sys.platform.startswith("linux") else None
     with multiprocessing.get_context(method).Pool(workers) as pool:
-        assert sum(pool.imap_unordered(decode, chunks)) == len(paths)
+        assert sum(pool.imap_unordered(work, chunks)) == len(paths)
 """
 
+DECODE_CODE = (
+    """
+from PIL import Image
+
+
+def work(paths):
+    for path in paths:
+        with Image.open(path) as image:
+            image.load()
+    return len(paths)
+"""
+    + POOL_CODE
+)
+
+OPENCV_CODE = (
+    """
+import cv2
+import numpy as np
+
+cv2.setNumThreads(0)  # one process a core already
+
+
+def work(paths):
+    totals = {}
+    for path in paths:
+        mask = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if mask.ndim == 3:  # BGR: pack the colours, count the distinct ones
+            packed = (mask[..., 2].astype(np.uint32) << 16) | (mask[..., 1].astype(np.uint32) << 8)
+            values, counts = np.unique(packed | mask[..., 0], return_counts=True)
+        else:
+            counts = np.bincount(mask.ravel(), minlength=1 << (8 * mask.itemsize))
+            values = np.flatnonzero(counts)
+            counts = counts[values]
+        for value, count in zip(values.tolist(), counts.tolist()):
+            totals[value] = totals.get(value, 0) + count
+    return len(paths)
+"""
+    + POOL_CODE
+)
+
+#: The floor: read the file, find its image data, inflate it in one call. No CRC, no count.
+FLOOR_CODE = (
+    """
+import struct
+
+import deflate
+
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def work(paths):
+    for path in paths:
+        with open(path, "rb", buffering=0) as file:
+            data = file.read()
+        width, height, depth, colour = struct.unpack_from(">IIBB", data, 16)
+        stream, position = [], 8
+        while position < len(data):
+            length, kind = struct.unpack_from(">I4s", data, position)
+            if kind == b"IDAT":
+                stream.append(data[position + 8 : position + 8 + length])
+            elif kind == b"IEND":
+                break
+            position += 12 + length
+        size = height * (1 + (width * CHANNELS[colour] * depth + 7) // 8)
+        deflate.zlib_decompress(b"".join(stream), size)
+    return len(paths)
+"""
+    + POOL_CODE
+)
+
 #: Runs ``python -m classweights ARGS...`` exactly as -m does, then reports peak memory on
-#: stderr. os.wait4 on the scan would give only the largest of its processes (the main one
-#: and its reaped workers alike), so the scan reports on itself: RUSAGE_SELF is the main
-#: process, RUSAGE_CHILDREN the largest worker (Linux keeps the maximum over reaped children,
-#: not the sum; the pool reaps its workers before the command returns). Their sum is the peak
-#: of the main process and one worker; workers share the main's pages after fork, so the
-#: whole tree uses less than main + workers x worker.
+#: stderr: RUSAGE_SELF is the main process, RUSAGE_CHILDREN the largest reaped worker (Linux
+#: keeps the maximum over reaped children, not the sum).
 RUSAGE_MARKER = "bench-maxrss"
 SCAN_CODE = f"""
 import resource
@@ -191,64 +251,127 @@ def log(message: str) -> None:
 # --- datasets ---------------------------------------------------------------------------
 
 
-def draw_labels(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """Return a uint8 mask of large regions: a coarse grid, rectangles over it, a void border.
+def zipf_class(rng: np.random.Generator) -> int:
+    return int(rng.choice(len(CLASSES), p=CLASS_P))
 
-    Per-pixel noise would make PNGs many times larger and slower than real masks.
-    """
-    grid = rng.choice(len(CLASSES), size=(height // CELL, width // CELL), p=CLASS_P)
-    labels = np.repeat(np.repeat(grid.astype(np.uint8), CELL, axis=0), CELL, axis=1)
+
+def polygon(rng, cx: float, cy: float, radius: float, corners: int) -> list[tuple[float, float]]:
+    """A star-shaped polygon around (cx, cy), turned by a random angle: edges at every angle."""
+    angles = np.sort(rng.uniform(0, 2 * np.pi, corners)) + rng.uniform(0, 2 * np.pi)
+    radii = radius * rng.uniform(0.5, 1.0, corners)
+    return [
+        (float(cx + r * np.cos(a)), float(cy + r * np.sin(a)))
+        for a, r in zip(angles, radii, strict=True)
+    ]
+
+
+def draw_labels(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Return a uint8 mask drawn as annotation tools draw them (class ids, 255 void)."""
+    image = Image.new("L", (width, height), zipf_class(rng))
+    draw = ImageDraw.Draw(image)
+    size = min(width, height)
+    # A horizon: sky or building above, road below, split by a slanted polyline.
+    horizon = [(x, height * rng.uniform(0.3, 0.5)) for x in np.linspace(0, width, 7)]
+    draw.polygon([(0, 0), *horizon, (width, 0)], fill=int(rng.choice([2, 10])))
+    draw.polygon([(0, height), *horizon, (width, height)], fill=int(rng.choice([0, 1, 9])))
+    for _ in range(int(rng.integers(8, 16))):  # objects: polygons and ellipses at any angle
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        radius = size * rng.uniform(0.03, 0.2)
+        fill = zipf_class(rng)
+        outline = VOID if rng.random() < 0.3 else None  # void outlines, as VOC draws them
+        if rng.random() < 0.7:
+            points = polygon(rng, cx, cy, radius, int(rng.integers(3, 12)))
+            draw.polygon(points, fill=fill)
+            if outline is not None:
+                draw.line([*points, points[0]], fill=outline, width=int(rng.integers(1, 4)))
+        else:
+            box = [cx - radius, cy - radius * rng.uniform(0.3, 1), cx + radius, cy + radius]
+            draw.ellipse(box, fill=fill, outline=outline, width=int(rng.integers(1, 4)))
+    for _ in range(int(rng.integers(2, 8))):  # poles: thin, nearly upright
+        x, top = rng.uniform(0, width), rng.uniform(0, height * 0.6)
+        bottom = top + height * rng.uniform(0.1, 0.4)
+        lean = rng.uniform(-0.05, 0.05) * height
+        draw.line([(x, top), (x + lean, bottom)], fill=5, width=int(rng.integers(2, 6)))
+    for _ in range(int(rng.integers(1, 4))):  # lines at any angle: wires, lane marks
+        points = [(rng.uniform(0, width), rng.uniform(0, height)) for _ in range(2)]
+        draw.line(points, fill=zipf_class(rng), width=int(rng.integers(1, 3)))
+    return np.asarray(image).copy()
+
+
+def draw_grid_labels(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """The previous benchmark's masks: a grid of 64-pixel cells with rectangles over it."""
+    grid = rng.choice(len(CLASSES), size=(height // 64, width // 64), p=CLASS_P)
+    labels = np.repeat(np.repeat(grid.astype(np.uint8), 64, axis=0), 64, axis=1)
     for _ in range(rng.integers(4, 12)):
         top, left = rng.integers(0, height), rng.integers(0, width)
         rect_h, rect_w = rng.integers(height // 16, height // 3, size=2)
-        # One rectangle in ten is void, like the unlabelled objects of real masks.
-        value = VOID if rng.random() < 0.1 else rng.choice(len(CLASSES), p=CLASS_P)
-        labels[top : top + rect_h, left : left + rect_w] = value
-    labels[:BORDER] = labels[-BORDER:] = VOID
-    labels[:, :BORDER] = labels[:, -BORDER:] = VOID
+        labels[top : top + rect_h, left : left + rect_w] = (
+            VOID if rng.random() < 0.1 else rng.choice(len(CLASSES), p=CLASS_P)
+        )
+    labels[:4] = labels[-4:] = VOID
+    labels[:, :4] = labels[:, -4:] = VOID
     return labels
 
 
-def encode(labels: np.ndarray, mode: str) -> Image.Image:
-    """Return the mask ``labels`` as an image of ``mode``, the way datasets store them."""
-    if mode == "P":
-        image = Image.fromarray(labels)
-        image.putpalette(COLOR_LUT.tobytes())
-        return image
-    if mode == "L":
-        return Image.fromarray(labels)
+def pixels_of(labels: np.ndarray, mode: str) -> np.ndarray:
+    """Return the array a mask of ``mode`` stores: ids, ids x 1000 (void 65535), colours."""
     if mode == "I;16":
-        ids = labels.astype(np.uint16) * I16_SCALE
-        return Image.fromarray(np.where(labels == VOID, I16_VOID, ids).astype(np.uint16))
-    return Image.fromarray(COLOR_LUT[labels])
+        return np.where(labels == VOID, I16_VOID, labels.astype(np.uint16) * I16_SCALE).astype(
+            np.uint16
+        )
+    if mode == "RGB":
+        return COLOR_LUT[labels]
+    return labels
 
 
-def write_mask(task: tuple[Path, int, int, int]) -> None:
-    """Draw mask number ``index`` and save it in every mode; seeded by its index alone, so
-    the dataset is the same whatever the order the workers take the masks in."""
-    directory, width, height, index = task
-    labels = draw_labels(np.random.default_rng([SEED, width, height, index]), width, height)
-    for mode, name in MODE_DIRS.items():
-        encode(labels, mode).save(directory / name / f"{index:05d}.png")
+def save(path: Path, labels: np.ndarray, mode: str, writer: str) -> None:
+    """Write the mask with ``writer``'s default settings."""
+    pixels = pixels_of(labels, mode)
+    if writer == "opencv":
+        import cv2
+
+        cv2.imwrite(str(path), pixels[..., ::-1] if mode == "RGB" else pixels)  # BGR
+        return
+    image = Image.fromarray(pixels)
+    if mode == "P":
+        image.putpalette(COLOR_LUT.tobytes())
+    image.save(path)
 
 
-def generate_size(directory: Path, width: int, height: int, count: int) -> None:
-    """Write ``count`` masks of ``width`` x ``height`` in every mode, on all cores."""
-    for name in MODE_DIRS.values():
+def write_mask(task: tuple[Path, int, int, int, str]) -> None:
+    """Draw mask number ``index`` and save it in every mode and writer; seeded by its index
+    alone, so the dataset is the same whatever the order the workers take the masks in."""
+    directory, width, height, index, kind = task
+    rng = np.random.default_rng([SEED, width, height, index])
+    if kind == "easy":
+        labels = draw_grid_labels(rng, width, height)
+        save(directory / "L" / f"{index:05d}.png", labels, "L", "pillow")
+        return
+    labels = draw_labels(rng, width, height)
+    for writer, modes in WRITERS.items():
+        for mode in modes:
+            save(directory / writer / MODE_DIRS[mode] / f"{index:05d}.png", labels, mode, writer)
+
+
+def generate(directory: Path, width: int, height: int, count: int, kind: str) -> None:
+    """Write ``count`` masks of ``width`` x ``height`` on all cores, and the 2N link sets."""
+    sets = [Path("L")] if kind == "easy" else [
+        Path(writer) / MODE_DIRS[mode] for writer, modes in WRITERS.items() for mode in modes
+    ]  # fmt: skip
+    for name in sets:
         (directory / name).mkdir(parents=True)
-    tasks = [(directory, width, height, index) for index in range(count)]
+    tasks = [(directory, width, height, index, kind) for index in range(count)]
     with multiprocessing.Pool(os.cpu_count()) as pool:
-        for done, _ in enumerate(pool.imap_unordered(write_mask, tasks, chunksize=16), 1):
+        for done, _ in enumerate(pool.imap_unordered(write_mask, tasks, chunksize=8), 1):
             if done % max(1, count // 10) == 0:
                 log(f"  {directory.name}: {done}/{count} masks")
+    for name in sets:
+        link_copies(directory / name, directory / f"{name}-x2", 2)
 
 
-def link_copies(source: Path, directory: Path, copies: int) -> None:
-    """Fill ``directory/P`` with ``copies`` hard links of every file in ``source``, renamed.
-
-    The scan reads each link as a file of its own, which is all the memory measurement needs.
-    """
-    target = directory / MODE_DIRS["P"]
+def link_copies(source: Path, target: Path, copies: int) -> None:
+    """Fill ``target`` with ``copies`` hard links of every mask in ``source``, renamed: the
+    scan reads each link as a file of its own."""
     target.mkdir(parents=True)
     files = sorted(source.glob("*.png"))
     for copy in range(copies):
@@ -262,6 +385,7 @@ def ensure(directory: Path, manifest: dict, make: Callable[[Path], None]) -> Non
     The manifest is written last, so an interrupted generation is redone on the next run.
     """
     marker = directory / "manifest.json"
+    manifest = json.loads(json.dumps(manifest))  # as it reads back: tuples become lists
     if marker.exists() and json.loads(marker.read_text()) == manifest:
         return
     log(f"generating {directory} ...")
@@ -280,26 +404,19 @@ def prepare_data(data: Path, sizes: tuple) -> None:
     ]
     colors.append({"id": VOID, "color": list(VOID_COLOR), "name": "void"})
     (data / "colors.json").write_text(json.dumps(colors, indent=2) + "\n")
-    manifests = {}
     for name, width, height, count in sizes:
-        manifests[name] = {
-            "version": GENERATOR_VERSION,
-            "seed": SEED,
-            "size": [width, height],
-            "count": count,
-            "modes": list(MODE_DIRS),
-        }
-        ensure(
-            data / name,
-            manifests[name],
-            partial(generate_size, width=width, height=height, count=count),
-        )
-    small = SIZES[0][0]
-    ensure(
-        data / MEMORY_SET,
-        {"links": f"{small}/P", "copies": MEMORY_COPIES, "source": manifests[small]},
-        partial(link_copies, data / small / MODE_DIRS["P"], copies=MEMORY_COPIES),
-    )
+        manifest = {"version": GENERATOR_VERSION, "seed": SEED, "size": [width, height],
+                    "count": count, "writers": WRITERS}  # fmt: skip
+        ensure(data / f"{name}-{count}", manifest, partial(
+            generate, width=width, height=height, count=count, kind="real"))  # fmt: skip
+    name, width, height, count = sizes[0]
+    easy = {"version": GENERATOR_VERSION, "seed": SEED, "size": [width, height], "count": count}
+    ensure(data / f"easy-{count}", easy, partial(
+        generate, width=width, height=height, count=count, kind="easy"))  # fmt: skip
+    source = data / f"{name}-{count}" / "pillow" / "P"
+    ensure(data / f"memory-{count}", {"links": str(source.relative_to(data)), "copies":
+           MEMORY_COPIES, "version": GENERATOR_VERSION}, partial(
+        lambda target: link_copies(source, target / "P", MEMORY_COPIES)))  # fmt: skip
 
 
 def warm_cache(directories: list[Path]) -> None:
@@ -307,6 +424,41 @@ def warm_cache(directories: list[Path]) -> None:
     for directory in directories:
         for path in directory.glob("*.png"):
             path.read_bytes()
+
+
+# --- exactness --------------------------------------------------------------------------
+
+
+def pillow_counts(path: str) -> dict[int, int]:
+    with Image.open(path) as image:
+        pixels = np.asarray(image)
+    if pixels.ndim == 3:
+        rgb = pixels[..., :3].astype(np.int64)
+        pixels = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    values, counts = np.unique(pixels, return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist(), strict=True))
+
+
+def differs(path: str) -> str | None:
+    """Return ``path`` if classweights counts it otherwise than Pillow decodes it."""
+    from classweights import MaskError, read_histogram
+
+    try:
+        histogram = read_histogram(path)
+    except MaskError:
+        return path
+    ours = dict(zip(histogram.values.tolist(), histogram.counts.tolist(), strict=True))
+    return None if ours == pillow_counts(path) else path
+
+
+def check_counts(directories: list[Path]) -> str:
+    """Check every mask's counts against Pillow's, on all cores; return the report line."""
+    paths = [str(path) for directory in directories for path in sorted(directory.glob("*.png"))]
+    with multiprocessing.Pool(os.cpu_count()) as pool:
+        wrong = [p for p in pool.imap_unordered(differs, paths, chunksize=16) if p is not None]
+    if wrong:
+        return f"counts DIFFER from Pillow's on {len(wrong)} of {len(paths)} masks, e.g. {wrong[0]}"
+    return f"counts identical to Pillow's on all {len(paths):,} masks"
 
 
 # --- measurements -----------------------------------------------------------------------
@@ -332,15 +484,8 @@ def timed(command: list[str], **kwargs) -> tuple[float, subprocess.CompletedProc
     return time.perf_counter() - started, result
 
 
-def time_naive(directory: Path, step: int) -> float:
-    """Time the naive script over every ``step``-th mask of ``directory``."""
-    seconds, _ = timed([sys.executable, "-c", NAIVE_CODE, str(directory), str(step)], check=True)
-    return seconds
-
-
-def time_decode(directory: Path) -> float:
-    """Time Pillow decoding every mask of ``directory`` on all cores."""
-    seconds, _ = timed([sys.executable, "-c", DECODE_CODE, str(directory)], check=True)
+def time_code(code: str, *args: object) -> float:
+    seconds, _ = timed([sys.executable, "-c", code, *map(str, args)], check=True)
     return seconds
 
 
@@ -356,12 +501,7 @@ def run_scan(directory: Path, options: list[str]) -> ScanRun:
 
 
 def error_line(lines: list[str]) -> str:
-    """Return the line that says why the scan failed.
-
-    Click prints a usage error as "Usage: ...", a hint, then "Error: ...", and a traceback
-    ends with the exception; the first line of either says nothing about the cause, so this
-    is the "Error" line if there is one, else the last line.
-    """
+    """Return the line that says why the scan failed (click's "Error" line, else the last)."""
     errors = [line for line in lines if line.startswith("Error")]
     return (errors or [line for line in lines if line.strip()] or ["no message"])[-1]
 
@@ -377,26 +517,42 @@ def scan_options(mode: str, data: Path) -> list[str]:
 
 @dataclass
 class SetResult:
-    """Every run of the three measurements on one dataset."""
+    """Every run of every measurement on one set of masks."""
 
     files: int
-    naive_scale: int
-    naive: list[float] = field(default_factory=list)
-    decode: list[float] = field(default_factory=list)
+    naive_step: int
+    times: dict[str, list[float]] = field(default_factory=dict)
     scans: list[ScanRun] = field(default_factory=list)
     scan_error: str | None = None
 
+    def add(self, name: str, seconds: float) -> None:
+        self.times.setdefault(name, []).append(seconds)
 
-def measure_set(directory: Path, mode: str, data: Path, runs: int) -> SetResult:
-    """Run naive, decode and scan in turn ``runs`` times on the masks of ``directory``."""
-    step = NAIVE_RGB_STEP if mode == "RGB" else 1
-    result = SetResult(files=len(list(directory.glob("*.png"))), naive_scale=step)
+    def median(self, name: str) -> float:
+        return statistics.median(self.times[name])
+
+
+def measure_set(
+    directory: Path, options: list[str], runs: int, doubled: Path | None, naive_sample: int
+) -> SetResult:
+    """Run every measurement in turn, ``runs`` times, on the masks of ``directory`` (and on
+    ``doubled``, the same masks twice over, for the steady-state cost); the naive script on
+    about ``naive_sample`` of them."""
+    files = len(list(directory.glob("*.png")))
+    result = SetResult(files=files, naive_step=max(1, files // naive_sample))
     for _ in range(runs):
-        result.naive.append(time_naive(directory, step) * step)
-        result.decode.append(time_decode(directory))
+        result.add("naive", time_code(NAIVE_CODE, directory, result.naive_step) * result.naive_step)
+        result.add("decode", time_code(DECODE_CODE, directory))
+        result.add("opencv", time_code(OPENCV_CODE, directory))
+        result.add("floor", time_code(FLOOR_CODE, directory))
+        if doubled is not None:
+            result.add("floor x2", time_code(FLOOR_CODE, doubled))
         if result.scan_error is None:
             try:
-                result.scans.append(run_scan(directory, scan_options(mode, data)))
+                result.scans.append(run_scan(directory, options))
+                result.add("scan", result.scans[-1].seconds)
+                if doubled is not None:
+                    result.add("scan x2", run_scan(doubled, options).seconds)
             except ScanFailed as error:
                 result.scan_error = str(error)
     return result
@@ -412,7 +568,6 @@ def seconds(value: float) -> str:
 
 
 def megabytes(kib: float) -> float:
-    """Convert ru_maxrss to MB, the unit of DESIGN.md."""
     return kib * MAXRSS_BYTES / 1e6
 
 
@@ -429,51 +584,55 @@ def peak(scans: list[ScanRun]) -> tuple[float, float]:
     )
 
 
-def format_line(size: str, mode: str, result: SetResult) -> str:
-    naive = statistics.median(result.naive)
-    decode = statistics.median(result.decode)
-    estimate = "~" if result.naive_scale > 1 else ""
+def format_line(label: str, result: SetResult) -> str:
+    m = result.median
+    naive = f"~{seconds(m('naive'))}" if result.naive_step > 1 else seconds(m("naive"))
     line = (
-        f"{size:<9} {mode:<4} {result.files:>5} files  naive {estimate}{seconds(naive)}"
-        f"  decode {seconds(decode)}"
+        f"{label:<26} {result.files:>5} files  naive {naive}  decode {seconds(m('decode'))}"
+        f"  opencv {seconds(m('opencv'))}  floor {seconds(m('floor'))}"
     )
     if result.scan_error is not None:
         return f"{line}  scan n/a (scan failed: {result.scan_error})"
-    scan = statistics.median(run.seconds for run in result.scans)
+    scan = m("scan")
+    line += (
+        f"  scan {seconds(scan)} | scan/decode {scan / m('decode'):.2f}"
+        f"  scan/opencv {scan / m('opencv'):.2f}  scan/floor {scan / m('floor'):.2f}"
+    )
+    if "scan x2" in result.times:
+        per_scan = (m("scan x2") - scan) / result.files * 1e3
+        per_floor = (m("floor x2") - m("floor")) / result.files * 1e3
+        ratio = f"{per_scan / per_floor:.1f}x" if per_floor > 0 else "n/a"
+        line += f" | per mask: scan {per_scan:.2f} ms, floor {per_floor:.2f} ms ({ratio})"
     main, worker = peak(result.scans)
-    timings = (result.naive, result.decode, [run.seconds for run in result.scans])
     return (
-        f"{line}  scan {seconds(scan)}  speed-up {naive / scan:.1f}x"
-        f"  scan/decode {scan / decode:.2f}  spread {max(map(spread, timings)):.0%}"
-        f"  peak {main:.0f} MB + {worker:.0f} MB/worker"
+        f"{line} | spread {max(map(spread, result.times.values())):.0%}"
+        f"  peak {main:.0f} + {worker:.0f} MB"
     )
 
 
 def format_memory(small: list[ScanRun], large: list[ScanRun], small_files: int) -> str:
     small_total, large_total = sum(peak(small)), sum(peak(large))
-    large_files = small_files * MEMORY_COPIES
     return (
         f"peak memory of scan (main + largest worker): {small_files:,} masks"
         f" {' + '.join(f'{mb:.0f}' for mb in peak(small))} MB,"
-        f" {large_files:,} masks {' + '.join(f'{mb:.0f}' for mb in peak(large))} MB"
-        f" (ratio {large_total / small_total:.2f})"
+        f" {small_files * MEMORY_COPIES:,} masks {' + '.join(f'{mb:.0f}' for mb in peak(large))}"
+        f" MB (ratio {large_total / small_total:.2f})"
     )
 
 
 def header(runs: int) -> str:
+    from classweights import _native
+
     return (
         f"{os.cpu_count()} cores, Python {platform.python_version()}, Pillow {PIL.__version__},"
-        f" numpy {np.__version__}; median of {runs} runs, whole processes, warm page cache"
+        f" numpy {np.__version__}, {_native.description()}; median of {runs} runs,"
+        " whole processes, interleaved, warm page cache"
     )
 
 
 def compile_tool() -> None:
-    """Byte-compile classweights, as pip does for what it installs.
-
-    An editable install run with PYTHONDONTWRITEBYTECODE set (as on the machines this project
-    is built on) never writes its bytecode, and every scan would compile the package again:
-    30 ms a process that no installed copy pays.
-    """
+    """Byte-compile classweights, as pip does for what it installs (an editable install run
+    with PYTHONDONTWRITEBYTECODE set would compile it again in every process)."""
     spec = importlib.util.find_spec("classweights")
     compileall.compile_dir(Path(spec.origin).parent, quiet=1)
 
@@ -488,38 +647,61 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, help="runs of each measurement [default: 5]")
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="3 runs and only the 512x512 sets",
+        "--quick", action="store_true", help="200 and 20 masks, 3 runs: to try the benchmark"
+    )
+    parser.add_argument("--real", type=Path, help="a folder of your own PNG masks: one more line")
+    parser.add_argument(
+        "--real-options",
+        default="",
+        help='scan options for --real, e.g. "--ignore-index 255" [default: none]',
     )
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 5)
-    sizes = SIZES[:1] if args.quick else SIZES
+    sizes = QUICK_SIZES if args.quick else SIZES
     data = args.data.resolve()
 
     prepare_data(data, sizes)
     compile_tool()
-    sets = [(name, mode, data / name / MODE_DIRS[mode]) for name, *_ in sizes for mode in MODE_DIRS]
-    memory_set = data / MEMORY_SET / MODE_DIRS["P"]
+    sets = []  # (label, directory, doubled, scan options)
+    for name, _, _, count in sizes:
+        for writer, modes in WRITERS.items():
+            for mode in modes:
+                directory = data / f"{name}-{count}" / writer / MODE_DIRS[mode]
+                doubled = directory.with_name(directory.name + "-x2")
+                options = scan_options(mode, data)
+                sets.append((f"{name} {writer} {mode}", directory, doubled, options))
+    count = sizes[0][3]
+    easy = data / f"easy-{count}" / "L"
+    sets.append((f"{sizes[0][0]} easy case (grid) L", easy, easy.with_name("L-x2"),
+                 scan_options("L", data)))  # fmt: skip
+    if args.real is not None:
+        sets.append((f"real: {args.real.name}", args.real, None, shlex.split(args.real_options)))
+    memory_set = data / f"memory-{count}" / "P"
     log("warming the page cache ...")
-    warm_cache([directory for *_, directory in sets] + [memory_set])
+    warm_cache([d for _, directory, doubled, _ in sets for d in (directory, doubled) if d] +
+               [memory_set])  # fmt: skip
+    log("checking every mask's counts against Pillow's ...")
+    checked = check_counts([directory for _, directory, _, _ in sets])
 
     print(header(runs), flush=True)
+    print(checked, flush=True)
     results = {}
-    for size, mode, directory in sets:
-        log(f"measuring {size} {mode} ...")
-        results[size, mode] = measure_set(directory, mode, data, runs)
-        print(format_line(size, mode, results[size, mode]), flush=True)
+    for label, directory, doubled, options in sets:
+        log(f"measuring {label} ...")
+        naive_sample = NAIVE_SAMPLE // (10 if "--colors" in options else 1)
+        naive_sample = max(1, naive_sample // (5 if args.quick else 1))
+        results[label] = measure_set(directory, options, runs, doubled, naive_sample)
+        print(format_line(label, results[label]), flush=True)
+    reference = results[sets[0][0]]  # the 512x512 Pillow palette masks
     log(f"measuring the peak memory of scan on {memory_set} ...")
-    reference = results[SIZES[0][0], "P"]
     if reference.scan_error is None:
         large = [run_scan(memory_set, scan_options("P", data)) for _ in range(runs)]
         print(format_memory(reference.scans, large, reference.files))
     else:
         print(f"peak memory of scan: n/a (scan failed: {reference.scan_error})")
     print(
-        f"~ naive RGB: every {NAIVE_RGB_STEP}th mask timed, times {NAIVE_RGB_STEP}"
-        " (np.unique(axis=0) on colour masks is too slow to run on all)"
+        "~ naive: timed on every k-th mask, times k;"
+        " OpenCV cannot write palette PNGs, so its sets are L, I;16 and RGB"
     )
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import _native
 from ._version import __version__
 from .errors import ClassWeightsError, ReportError, one_line
 from .presets import PRESETS, Preset
@@ -646,7 +647,13 @@ output_options = _options(
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="classweights")
+@click.version_option(
+    __version__,
+    "--version",
+    "-V",
+    prog_name="classweights",
+    message=f"%(prog)s, version %(version)s\n{_native.description()}",
+)
 def cli() -> None:
     """Per-class pixel statistics and class weights from semantic-segmentation masks.
 

@@ -332,22 +332,61 @@ def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
         # whole decompression to read again.
         return replace(_array_histogram(array, path), shape=array.shape)
     data = sources.read_bytes(path, options)  # whole at once: a buffer only costs
-    layout = png.layout(data)
+    layout = png.layout(data)  # a PNG's damage is refused here, before any decoder sees it
     if layout is not None:
-        lines = png.scanlines(layout, options.max_pixels)
-        rows = None if lines is None else png.rows(layout, lines)
-        if rows is not None:
-            values, counts = _count(rows.reshape(-1))
-            counts[0] -= rows.shape[0]  # the filter bytes, all 0, one a row
-            return Histogram(values, counts) if counts[0] else Histogram(values[1:], counts[1:])
-        pixels = png.decode(data, layout, options.max_pixels, lines)
-        if pixels is not None:
-            return _array_histogram(pixels, path)
+        histogram = _png_histogram(layout, path, options)
+        if histogram is not None:
+            return histogram
     with _open_image(io.BytesIO(data), path, options) as image:
         frames = [_frame_histogram(frame, path) for frame in _frames(image, path, options)]
         lossy = image.format in LOSSY_FORMATS
     histogram = frames[0] if len(frames) == 1 else _sum_histograms(frames)
     return replace(histogram, lossy=True) if lossy else histogram
+
+
+def _png_histogram(layout: png.Layout, path: str, options: ReadOptions) -> Histogram | None:
+    """Count a PNG whose layout `png.layout` has checked; None: Pillow must open it.
+
+    The stream is inflated (and its row count checked) on every path, so that a PNG whose
+    image data ends early is refused whichever decoder would count it.
+    """
+    if layout.width * layout.height > options.max_pixels:
+        return None  # Pillow's header says why it is refused, before it decodes a pixel
+    raw = png.inflate(layout)
+    if png.KERNEL is not None and layout.colour_type != png.GRAY_ALPHA:
+        values, counts = png.count(layout, raw)
+        colour = layout.colour_type in png.COLOUR_TYPES
+        return Histogram(values, counts, colour=colour, shape=(layout.height, layout.width))
+    lines = png.unfiltered(layout, raw)
+    if lines is None:
+        return None  # Pillow decodes it faster than numpy would undo its row filters
+    if layout.depth == 16:
+        samples = lines[:, 1:].view(">u2")
+        step = _block_rows(layout.width)
+        blocks = (samples[top : top + step] for top in range(0, layout.height, step))
+        return replace(_u16_histogram(blocks), shape=(layout.height, layout.width))
+    values, counts = _count(lines.reshape(-1))  # one contiguous buffer, filter bytes and all
+    counts[0] -= lines.shape[0]  # the filter bytes, all 0, one a row
+    if not counts[0]:
+        values, counts = values[1:], counts[1:]
+    return Histogram(values, counts, shape=(layout.height, layout.width))
+
+
+#: A 16-bit mask is counted a block of rows of about this many pixels at a time, so that a
+#: large mask needs no full-size copy of its pixels.
+BLOCK_PIXELS = 1 << 20
+
+
+def _block_rows(width: int) -> int:
+    return max(1, BLOCK_PIXELS // width)
+
+
+def _u16_histogram(blocks: Iterable[np.ndarray]) -> Histogram:
+    """Count 16-bit samples given as blocks of rows."""
+    table = np.zeros(1 << 16, np.int64)
+    for block in blocks:
+        table += np.bincount(block.reshape(-1), minlength=1 << 16)
+    return Histogram(*_dense(table))
 
 
 def _frames(image: Image.Image, path: str, options: ReadOptions) -> Iterable[Image.Image]:
@@ -378,7 +417,29 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
         values = np.array(packed, np.int64)
         counts = np.array([n for n, _ in colours], np.int64)
         return _sum_histograms([Histogram(values, counts, colour=True)])
+    if image.mode in ("L", "P", "1"):
+        # Pillow counts 8-bit pixels exactly in C, without a copy of the image.
+        scale = 255 if image.mode == "1" else _sub_byte_scale(image)
+        values, counts = _dense(np.array(image.histogram(), np.int64))
+        return Histogram(values // scale, counts)
+    if image.mode.startswith("I;16"):
+        step = _block_rows(image.width)  # no full-size copy of a large 16-bit mask
+        return _u16_histogram(
+            np.asarray(image.crop((0, top, image.width, min(top + step, image.height))))
+            for top in range(0, image.height, step)
+        )
     return _array_histogram(_image_array(image, path), path)
+
+
+def _sub_byte_scale(image: Image.Image) -> int:
+    """Return what Pillow multiplied an image's stored samples by: 85 for 2-bit and 17 for
+    4-bit gray (it stretches them to 0-255 in mode L), else 1. Only right before the image
+    is loaded: its tile, which names the stored layout, is gone after."""
+    tile = getattr(image, "tile", None)
+    args = tile[0][3] if tile else None  # PNG: the raw mode; TIFF: (raw mode, ...)
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    scales = {"L;2": 85, "L;2R": 85, "L;4": 17, "L;4R": 17}
+    return scales.get(rawmode, 1) if isinstance(rawmode, str) else 1
 
 
 def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray, bool]:
@@ -398,6 +459,9 @@ def _image_array(image: Image.Image, path: str) -> np.ndarray:
         return pack_rgb(rgb[..., 0], rgb[..., 1], rgb[..., 2])
     if image.mode == "1":
         return np.asarray(image) != 0  # labels 0 and 1, whatever Pillow stores for "on"
+    scale = _sub_byte_scale(image)  # before the image is loaded: loading drops its tile
+    if scale > 1:  # 2- and 4-bit gray: the stored values, not Pillow's stretched ones
+        return np.asarray(image) // scale
     if image.mode in INDEX_MODES:
         # The palette index is the label: a P image is never converted to RGB. (Pillow's own
         # histogram() would bin I;16 into 256 buckets; numpy counts every value.)

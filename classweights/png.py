@@ -1,50 +1,55 @@
-"""Reading PNG masks faster than Pillow decodes them.
+"""Reading PNG masks: the file's layout checked as a conforming decoder checks it, its image
+data inflated in one call, and its pixels counted by the compiled kernel.
 
-Pillow's PNG decoder inflates one scanline at a time. An 8-bit gray or palette PNG that is not
-interlaced and whose scanlines all use filter type 0 (Pillow and libpng write palette images
-that way) can instead be inflated in one call, at several times the speed, and its bytes are
-then the pixel values: one filter byte, then ``width`` labels, per row (PNG specification,
-sections 7.2 and 9.2): `scanlines`, `rows`. PNGs whose rows are filtered (Pillow filters L and I;16
-images) are inflated the same way and then reconstructed row by row with numpy, `unfilter`,
-when their rows are wide; narrower ones decode faster in libpng, through imagecodecs when the
-``fast`` extra is installed: `decode`.
+`layout` walks the chunks and refuses (`PNGError`) any file a conforming decoder would not
+read as one image: a chunk CRC that fails, IHDR anywhere but first or more than once, PLTE
+after the image data, IDAT chunks that are not consecutive, an unknown critical chunk, an
+invalid header. `inflate` inflates the joined IDAT data with libdeflate, in one call (Pillow
+inflates a scanline at a time), and refuses a stream that holds fewer or more rows than the
+header declares: Pillow would pad the missing rows with zeros and count them as label 0.
 
-Every check that fails (a chunk CRC, the inflated size, a non-zero filter byte, any other
-layout) returns None, and the caller decodes the file with Pillow, which gives the same
-pixels; a wrong count is never made.
+`count` then hands the scanlines to ``classweights._kernel`` (C, built by ``pip install``
+where a compiler is found), which undoes each row's filter (PNG specification, section 9)
+and counts the row in the same pass. Without the kernel (`KERNEL` is None), `unfiltered`
+gives the rows of an 8- or 16-bit gray or palette PNG whose rows are all stored unfiltered
+(Pillow and libpng write palette masks so), which numpy counts; every other PNG is decoded
+by Pillow, after the checks here, which is faster than rebuilding filtered rows with numpy.
 """
 
 from __future__ import annotations
 
-import functools
 import struct
-from collections.abc import Callable
+import zlib
 from typing import NamedTuple
 
 import deflate
 import numpy as np
+
+from ._native import KERNEL
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _CHUNK = struct.Struct(">I4s")  # length, type
 # width, height, bit depth, colour type, compression, filter method, interlace method
 _IHDR = struct.Struct(">IIBBBBB")
-_GRAY, _PALETTE = 0, 3
-_NONE, _SUB, _UP, _AVERAGE, _PAETH = range(5)  # filter types
-
-#: Rows of at least this many bytes are reconstructed by `unfilter` rather than libpng:
-#: Python's cost is per row and libpng's per byte. bench/run.py's 2048x1024 masks (rows of
-#: 2048 and 4096 bytes) decode in a third of libpng's time so; at 512 pixels libpng is faster
-#: for 8-bit masks and about as fast for 16-bit ones.
-WIDE_ROW = 2048
-
-#: `unfilter` gives way to libpng on a Paeth row whose row above has more than 64 edges and
-#: one more often than once in this many bytes: masks have one in a hundred bytes or fewer,
-#: noise one in every byte.
-BYTES_PER_JOIN = 32
+_GRAY, _RGB, _PALETTE, GRAY_ALPHA, _RGBA = 0, 2, 3, 4, 6
 
 #: Bit depths the PNG specification allows for each colour type (section 11.2.2).
 _DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+#: Samples a pixel, by colour type.
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Colour types whose pixels are colours (counted as 0xRRGGBB) rather than class ids.
+COLOUR_TYPES = (_RGB, _RGBA)
+
+#: Adam7 interlace passes (section 8.2): first column, first row, column step, row step.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))  # fmt: skip
+
+_MAX_LENGTH = 2**31 - 1  # of a chunk, and of the width and height (section 5.3)
+
+
+class PNGError(ValueError):
+    """A PNG whose bytes break the PNG specification; the message says how, in a few words."""
 
 
 class Layout(NamedTuple):
@@ -54,190 +59,202 @@ class Layout(NamedTuple):
     height: int
     depth: int
     colour_type: int
-    plain: bool  # standard compression and filtering, not interlaced
-    stream: bytes  # the joined IDAT data
+    interlaced: bool
+    stream: bytes | memoryview  # the IDAT data, joined
 
 
-def scanlines(layout: Layout, max_pixels: int) -> np.ndarray | None:
-    """Return the inflated scanlines of a gray or palette PNG of 8 or 16 bits, as a (height,
-    1 + bytes a row) uint8 array, each row's filter byte first.
+class Pass(NamedTuple):
+    """A reduced image of an interlaced PNG (or the whole image of one that is not): its size
+    in pixels, and where its scanlines are in the inflated stream."""
 
-    None means this path does not apply: another layout (interlaced among them), a damaged
-    stream (the inflate checks the Adler-32, and the size is checked here), or more than
-    ``max_pixels``, which Pillow's path then refuses.
-    """
-    if (
-        not layout.plain
-        or layout.depth not in (8, 16)
-        or layout.colour_type not in (_GRAY, _PALETTE)
-        or layout.width * layout.height > max_pixels
-    ):
-        return None
-    stride = 1 + layout.width * layout.depth // 8
-    try:
-        raw = deflate.zlib_decompress(layout.stream, layout.height * stride)
-    except deflate.DeflateError:
-        return None
-    if len(raw) != layout.height * stride:
-        return None
-    return np.frombuffer(raw, np.uint8).reshape(layout.height, stride)
-
-
-def rows(layout: Layout, lines: np.ndarray) -> np.ndarray | None:
-    """Return ``lines`` when their bytes are the labels: 8 bits and no row filtered.
-
-    Column 0 holds the rows' filter bytes, all 0: the caller counts the whole array (it is
-    one contiguous buffer) and takes ``height`` off the count of 0. None: the rows must be
-    reconstructed first (`decode`).
-    """
-    return lines if layout.depth == 8 and not lines[:, 0].any() else None
-
-
-def decode(
-    data: bytes, layout: Layout, max_pixels: int, lines: np.ndarray | None = None
-) -> np.ndarray | None:
-    """Return the pixels of PNG ``data``, a gray or palette image of 8 or 16 bits whose rows
-    are filtered, by the faster of `unfilter` and libpng for its width. ``lines`` are its
-    `scanlines` when the caller has them already.
-
-    None means neither applies: another kind of PNG, more than ``max_pixels``, damaged, or
-    an Average row when imagecodecs is not installed (libpng decodes only gray PNGs here).
-    """
-    if layout.width * layout.height > max_pixels:
-        return None
-    if lines is None:
-        lines = scanlines(layout, max_pixels)
-    decoders = [lambda: unfilter(layout, lines), lambda: _decode_libpng(data, layout)]
-    if layout.width * layout.depth // 8 < WIDE_ROW:
-        decoders.reverse()
-    for decoder in decoders:  # the faster first; the other where the first does not apply
-        pixels = decoder()
-        if pixels is not None:
-            return pixels
-    return None
-
-
-def unfilter(layout: Layout, lines: np.ndarray | None) -> np.ndarray | None:
-    """Return the pixels of a gray or palette PNG of 8 or 16 bits, reconstructed with numpy
-    from its `scanlines` (PNG specification, section 9.2).
-
-    None and Sub rows stand alone, an Up row adds the row above, and `_paeth` solves a Paeth
-    row. None means this path does not apply: no scanlines, an Average row (each of its
-    bytes waits for the one before), or a Paeth row below noise.
-    """
-    if lines is None:
-        return None
-    bpp, width = layout.depth // 8, layout.width
-    filters = lines[:, 0].tolist()
-    if not set(filters) <= {_NONE, _SUB, _UP, _PAETH}:
-        return None
-    pixels = lines[:, 1:].copy()  # rows of filter None are done
-    above = np.zeros(pixels.shape[1], np.uint8)  # the row above the first is all zeros
-    for kind, row in zip(filters, pixels, strict=True):
-        if kind == _UP:
-            np.add(row, above, out=row)  # uint8 arithmetic wraps modulo 256, as PNG's
-        elif kind == _SUB:
-            lanes = row.reshape(width, bpp)  # each byte adds the one a pixel before it
-            np.cumsum(lanes, axis=0, dtype=np.uint8, out=lanes)
-        elif kind == _PAETH and not _paeth(row, above, width, bpp):
-            return None
-        above = row
-    # 16-bit samples are big-endian; numpy compares and counts them faster in native order.
-    return pixels.view(">u2").astype(np.uint16) if bpp == 2 else pixels
-
-
-def _paeth(row: np.ndarray, above: np.ndarray, width: int, bpp: int) -> bool:
-    """Reconstruct a Paeth row in place (PNG specification, section 9.4); False, the row
-    left as it was, when the row above has so many edges that libpng would be faster.
-
-    Each byte adds the predictor of a (left), b (above) and c (upper left) in its lane, the
-    bytes at one position of every pixel; a lane's first byte has a = c = 0. Where b == c the
-    predictor is a, so between the few places where b != c (edges in the row above) a lane is
-    a running sum of its bytes. Those runs are summed with numpy and joined, in order, in
-    Python: only a join needs the byte on its left.
-    """
-    raw = row.reshape(width, bpp).T  # one row per lane
-    b = above.reshape(width, bpp).T
-    c = np.zeros_like(b)
-    c[:, 1:] = b[:, :-1]
-    sums = np.cumsum(raw, axis=1, dtype=np.uint8).reshape(-1)
-    joins = b != c
-    joins[:, 0] = True  # each lane starts a run
-    at = np.flatnonzero(joins)
-    if len(at) > max(64, row.size // BYTES_PER_JOIN):  # noise, not a mask: each costs 1 us
-        return False
-    offsets = []
-    offset = 0  # what the current run adds to the running sum
-    for position, x, up, corner, total, before in zip(
-        at.tolist(),
-        raw.reshape(-1)[at].tolist(),
-        b.reshape(-1)[at].tolist(),
-        c.reshape(-1)[at].tolist(),
-        sums[at].tolist(),
-        sums[at - 1].tolist(),
-        strict=True,
-    ):
-        left = (before + offset) & 0xFF if position % width else 0
-        p = left + up - corner
-        pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-        predictor = left if pa <= pb and pa <= pc else up if pb <= pc else corner
-        offset = (x + predictor - total) & 0xFF
-        offsets.append(offset)
-    run = np.cumsum(joins.reshape(-1)) - 1  # the join each byte follows
-    raw[...] = (sums + np.array(offsets, np.uint8)[run]).reshape(bpp, width)
-    return True
-
-
-def _decode_libpng(data: bytes, layout: Layout) -> np.ndarray | None:
-    """Return the pixels of an 8- or 16-bit gray PNG decoded by libpng; None if imagecodecs
-    is not installed, or the PNG is another kind or damaged."""
-    decoder = _libpng()
-    if decoder is None or layout.colour_type != _GRAY or layout.depth not in (8, 16):
-        return None
-    try:
-        pixels = decoder(data)
-    except (RuntimeError, ValueError):  # imagecodecs.PngError is a RuntimeError
-        return None
-    return pixels if pixels.shape == (layout.height, layout.width) else None
-
-
-@functools.cache
-def _libpng() -> Callable[[bytes], np.ndarray] | None:
-    try:
-        from imagecodecs import png_decode
-    except ImportError:
-        return None
-    return png_decode
+    width: int
+    height: int
+    start: int
+    size: int
 
 
 def layout(data: bytes) -> Layout | None:
-    """Return the header and the image stream of PNG ``data``; None if it is not a PNG or is
-    damaged (a chunk CRC, a truncated chunk)."""
+    """Return the header and the image stream of PNG ``data``; None if ``data`` is not a PNG.
+
+    Raises `PNGError` when it is a PNG that a conforming decoder would refuse, or read as
+    something else than what Pillow reads: see the module's docstring.
+    """
     if not data.startswith(SIGNATURE):
         return None
     view = memoryview(data)
     header = None
-    streams = []
+    palette = False
+    streams: list[memoryview] = []
+    after_data = False  # a chunk other than IDAT came after the image data
     position = len(SIGNATURE)
-    while position + 12 <= len(data):
+    while True:
+        if position + 12 > len(data):
+            raise PNGError("is truncated (it ends before its IEND chunk)")
         length, kind = _CHUNK.unpack_from(data, position)
         end = position + 12 + length
+        name = kind.decode("latin-1")
+        if length > _MAX_LENGTH or not kind.isalpha():
+            raise PNGError(f"has a damaged chunk at byte {position} (type {name!r})")
         if end > len(data):
-            return None  # truncated
-        if kind in (b"IHDR", b"IDAT"):
-            stored = int.from_bytes(view[end - 4 : end], "big")
-            if deflate.crc32(view[position + 4 : end - 4]) != stored:
-                return None
-            if kind == b"IHDR":
-                header = _IHDR.unpack_from(data, position + 8)
-            else:
-                streams.append(view[position + 8 : end - 4])
+            raise PNGError(f"is truncated (in its {name} chunk)")
+        stored = int.from_bytes(view[end - 4 : end], "big")
+        if deflate.crc32(view[position + 4 : end - 4]) != stored:
+            raise PNGError(f"has a damaged {name} chunk (its CRC does not match)")
+        body = view[position + 8 : end - 4]
+        if header is None and kind != b"IHDR":
+            raise PNGError(f"has a {name} chunk before its IHDR header")
+        if kind == b"IHDR":
+            if header is not None:
+                raise PNGError("has a second IHDR header")
+            if length != _IHDR.size:
+                raise PNGError(f"has an IHDR header of {length} bytes, not 13")
+            header = _header(_IHDR.unpack_from(body))
+        elif kind == b"IDAT":
+            if after_data:
+                raise PNGError("has IDAT chunks that are not consecutive")
+            if header is not None and header[3] == _PALETTE and not palette:  # header: w, h, depth, type
+                raise PNGError("is a palette image without a PLTE chunk before its image data")
+            streams.append(body)
         elif kind == b"IEND":
-            break
+            break  # what follows IEND is not part of the PNG
+        else:
+            after_data = bool(streams)
+            if kind == b"PLTE":
+                if streams:
+                    raise PNGError("has a PLTE chunk after its image data")
+                if palette:
+                    raise PNGError("has a second PLTE chunk")
+                if not length or length % 3 or length > 768:
+                    raise PNGError(f"has a PLTE chunk of {length} bytes")
+                palette = True
+            elif kind[0] & 0x20 == 0:  # upper case: a chunk that a decoder must understand
+                raise PNGError(f"has an unknown critical chunk {name}")
         position = end
-    if header is None or not streams:
+    if not streams:
+        raise PNGError("has no image data (no IDAT chunk)")
+    assert header is not None  # IDAT before IHDR was refused above
+    return Layout(*header, streams[0] if len(streams) == 1 else b"".join(streams))
+
+
+def _header(header: tuple[int, ...]) -> tuple[int, int, int, int, bool]:
+    width, height, depth, colour_type, compression, filtering, interlace = header
+    if not 0 < width <= _MAX_LENGTH or not 0 < height <= _MAX_LENGTH:
+        raise PNGError(f"has an invalid size {width}x{height} in its IHDR header")
+    if colour_type not in _DEPTHS:
+        raise PNGError(f"has an invalid colour type {colour_type}")
+    if depth not in _DEPTHS[colour_type]:
+        raise PNGError(f"has an invalid bit depth {depth} for colour type {colour_type}")
+    if compression or filtering or interlace > 1:
+        raise PNGError(
+            f"has an unknown compression, filter or interlace method "
+            f"({compression}, {filtering}, {interlace})"
+        )
+    return width, height, depth, colour_type, interlace == 1
+
+
+def passes(layout: Layout) -> list[Pass]:
+    """Return the reduced images whose scanlines make up the inflated stream, in order: one,
+    the whole image, unless it is interlaced (Adam7: seven, the empty ones left out)."""
+    bits = _CHANNELS[layout.colour_type] * layout.depth
+    grid = _ADAM7 if layout.interlaced else ((0, 0, 1, 1),)
+    found = []
+    start = 0
+    for x, y, dx, dy in grid:
+        width = (layout.width - x + dx - 1) // dx
+        height = (layout.height - y + dy - 1) // dy
+        if width and height:
+            size = height * (1 + (width * bits + 7) // 8)  # a filter byte, then the row
+            found.append(Pass(width, height, start, size))
+            start += size
+    return found
+
+
+def inflate(layout: Layout) -> bytes:
+    """Return the inflated image data of a PNG: exactly its scanlines, each one filter byte
+    and then the row's bytes.
+
+    Raises `PNGError` for a stream that is damaged or holds fewer or more rows than the
+    header declares.
+    """
+    parts = passes(layout)
+    expected = parts[-1].start + parts[-1].size
+    try:
+        raw = deflate.zlib_decompress(layout.stream, expected)
+    except deflate.DeflateError:
+        _why_not(layout, expected)  # raises
+    if len(raw) != expected:
+        raise PNGError(_short(layout, len(raw), expected))
+    return raw
+
+
+def _why_not(layout: Layout, expected: int) -> None:
+    """Raise the `PNGError` that says why libdeflate refused the stream: zlib says more."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(layout.stream, expected + 1)
+    except zlib.error as error:
+        raise PNGError(f"has damaged image data ({error})") from None
+    if len(raw) > expected:
+        rows = "image data" if layout.interlaced else f"{layout.height} rows"
+        raise PNGError(f"has more image data than its {rows}")
+    if not inflater.eof:
+        raise PNGError(_short(layout, len(raw), expected) + " (the stream is cut short)")
+    raise PNGError("has damaged image data")
+
+
+def _short(layout: Layout, size: int, expected: int) -> str:
+    if layout.interlaced:
+        return f"image data ends after {size:,} of {expected:,} bytes (interlaced)"
+    return f"image data ends after {size // (expected // layout.height)} of {layout.height} rows"
+
+
+def count(layout: Layout, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct values of a PNG's pixels (sorted int64) and how many pixels hold
+    each, counted by the compiled kernel from ``raw``, its `inflate`-d scanlines.
+
+    Gray and palette pixels are their stored values (1-, 2- and 4-bit ones too); RGB and
+    RGBA pixels their colour packed as 0xRRGGBB (alpha left out; of 16-bit samples the high
+    byte, as Pillow reads them). Raises `PNGError` for a row with an unknown filter type.
+    """
+    if KERNEL is None:
+        raise RuntimeError("the compiled kernel is not built (or CLASSWEIGHTS_PURE is set)")
+    if layout.colour_type == GRAY_ALPHA:
+        raise PNGError("is gray with alpha: no kernel counts it")
+    view = memoryview(raw)
+    values, counts = [], []
+    for number, part in enumerate(passes(layout), 1):
+        try:
+            found = KERNEL.count(
+                view[part.start : part.start + part.size],
+                part.width,
+                part.height,
+                layout.depth,
+                layout.colour_type,
+            )
+        except ValueError as error:
+            where = f" in interlace pass {number}" if layout.interlaced else ""
+            raise PNGError(f"{error}{where}") from None
+        values.append(np.frombuffer(found[0], np.int64))
+        counts.append(np.frombuffer(found[1], np.int64))
+    if len(values) == 1:
+        order = np.argsort(values[0]) if layout.colour_type in COLOUR_TYPES else slice(None)
+        return values[0][order], counts[0][order]
+    distinct, slot = np.unique(np.concatenate(values), return_inverse=True)
+    return distinct, np.bincount(slot, np.concatenate(counts)).astype(np.int64)
+
+
+def unfiltered(layout: Layout, raw: bytes) -> np.ndarray | None:
+    """Return the scanlines of an 8- or 16-bit gray or palette PNG whose rows are all stored
+    unfiltered, as a (height, 1 + bytes a row) uint8 array whose column 0 (the filter bytes)
+    is all 0: its other bytes are then the pixels (16-bit ones big-endian).
+
+    None: another kind of PNG, or rows that need their filters undone.
+    """
+    if (
+        layout.interlaced
+        or layout.depth not in (8, 16)
+        or layout.colour_type not in (_GRAY, _PALETTE)
+    ):
         return None
-    width, height, depth, colour_type, *methods = header
-    if not width or not height or depth not in _DEPTHS.get(colour_type, ()):
-        return None  # not a valid PNG: Pillow says why
-    return Layout(width, height, depth, colour_type, methods == [0, 0, 0], b"".join(streams))
+    lines = np.frombuffer(raw, np.uint8).reshape(layout.height, -1)
+    return None if lines[:, 0].any() else lines

@@ -18,6 +18,24 @@ def tiny(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(params=["compiled", "pure"])
+def png_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on both PNG paths: the compiled kernel, and pure Python (Pillow and numpy).
+
+    The compiled run is skipped where the extension is not built; workers forked by a scan
+    inherit the choice.
+    """
+    from classweights import _native, png
+
+    if request.param == "compiled":
+        if _native.KERNEL is None:
+            pytest.skip("the C kernel is not built (or CLASSWEIGHTS_PURE is set)")
+        monkeypatch.setattr(png, "KERNEL", _native.KERNEL)
+    else:
+        monkeypatch.setattr(png, "KERNEL", None)
+    return request.param
+
+
 #: Tests that leave threads in this process: a Dask client, s3fs's and fsspec's event loops.
 THREADED = ("test_dask.py", "test_s3.py", "test_sources.py")
 

@@ -203,7 +203,9 @@ def test_map_makes_a_binary_mask_of_0_255(tmp_path):
 
 
 def test_version_and_python_dash_m():
-    assert run("--version").stdout == f"classweights, version {__version__}\n"
+    version, kernel = run("--version").stdout.splitlines()  # the PNG path: tests/test_png.py
+    assert version == f"classweights, version {__version__}"
+    assert kernel.startswith("PNG kernel: ")
     done = subprocess.run(
         [sys.executable, "-m", "classweights", "--help"], capture_output=True, text=True, check=True
     )

@@ -11,6 +11,8 @@ from PIL import Image
 from classweights import LabelSpec, compute_weights, scan
 from helpers import REPO
 
+pytestmark = pytest.mark.usefixtures("png_path")  # the kernel and the pure path alike
+
 SAMPLES = REPO / "sample_masks"
 VOID = LabelSpec(ignore_index=(255,))
 
