@@ -655,6 +655,12 @@ def main() -> None:
         default="",
         help='scan options for --real, e.g. "--ignore-index 255" [default: none]',
     )
+    parser.add_argument(
+        "--beyond",
+        action="store_true",
+        help="also the lines of bench/beyond.py (Dask, --cache, memory at 200,000 masks) and "
+        "bench/sources.py (a tar shard, S3 on a local moto server)",
+    )
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 5)
     sizes = QUICK_SIZES if args.quick else SIZES
@@ -703,6 +709,15 @@ def main() -> None:
         "~ naive: timed on every k-th mask, times k;"
         " OpenCV cannot write palette PNGs, so its sets are L, I;16 and RGB"
     )
+    if args.beyond:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import beyond
+        import sources
+
+        for line in beyond.lines(data, runs):
+            print(line, flush=True)
+        for line in sources.lines(data, runs):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

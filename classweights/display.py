@@ -206,4 +206,7 @@ class Display:
             line += f": {plural(masks, 'mask')} in {seconds:.1f} s"
             if seconds > 0 and masks:
                 line += f", {masks / seconds:,.0f} masks/s"
-        self.console.print(Text(line, style="dim"), highlight=False)
+        # In a log, one line (for grep), however long the path.
+        self.console.print(
+            Text(line, style="dim"), highlight=False, soft_wrap=not self.console.is_terminal
+        )

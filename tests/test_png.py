@@ -312,11 +312,18 @@ def test_a_mask_is_inflated_once(tmp_path, monkeypatch):
 # --- which path is active -------------------------------------------------------------------
 
 
-def test_version_says_which_png_path_is_active():
+def test_version_says_which_png_path_is_active(tmp_path):
     def version(**env) -> list[str]:
         command = [sys.executable, "-m", "classweights", "--version"]
+        # Not from the checkout (python -m puts the working folder first on the path): the
+        # installed package, the one whose kernel find_spec sees.
         result = subprocess.run(
-            command, capture_output=True, text=True, env={**os.environ, **env}, check=True
+            command,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            check=True,
+            cwd=tmp_path,
         )
         return result.stdout.splitlines()
 
