@@ -509,7 +509,9 @@ def error_line(lines: list[str]) -> str:
 def scan_options(mode: str, data: Path) -> list[str]:
     """Return the scan options that describe the masks of ``mode``."""
     if mode == "I;16":
-        return ["--ignore-index", str(I16_VOID)]
+        # ids x 1000 are sparse on purpose (values above 255): keep them all as classes.
+        classes = (len(CLASSES) - 1) * I16_SCALE + 1
+        return ["--ignore-index", str(I16_VOID), "--num-classes", str(classes)]
     if mode == "RGB":
         return ["--colors", str(data / "colors.json"), "--ignore-index", str(VOID)]
     return ["--ignore-index", str(VOID)]
