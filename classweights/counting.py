@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .errors import ConventionError, MaskError
+from .errors import ConventionError, MaskError, plural
 from .masks import TABLE_SIZE, Histogram, colour_hex
 from .presets import find_preset
 
@@ -203,6 +203,14 @@ class LabelSpec:
             unexpected += _tally("value", values[banned], counts[banned])
         return Classified(codes[keep], counts[keep], ignored, unexpected)
 
+    def unknown_colour_pixels(self, histogram: Histogram) -> int:
+        """Return the pixels of a mask's colours that the colour map lacks: with
+        ``unknown_colors="ignore"`` they are left out (among the ignored), 0 for index masks."""
+        if not histogram.colour or not self.colors:
+            return 0
+        _, known = _lookup(*self._lookups["colors"], histogram.values)
+        return int(histogram.counts[~known].sum())
+
     def describe(self, key: Key) -> str:
         """Return what is wrong with an unexpected value (`advice` says what to do)."""
         kind, value = key
@@ -323,6 +331,11 @@ class ClassCounts:
     unexpected: dict[Key, Unexpected] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files skipped
     lossy: int = 0  # masks decoded from a lossy format (JPEG), whatever their names say
+    #: Pixels left out besides the ignored values: outside the masks' regions (``--roi``,
+    #: in no other count), and of colours not in the colour map with
+    #: ``unknown_colors="ignore"`` (counted among ``ignored`` too).
+    outside: int = 0
+    unknown_colors: int = 0
 
     @classmethod
     def zeros(cls, num_classes: int = 0) -> ClassCounts:
@@ -356,7 +369,16 @@ class ClassCounts:
         )
         unexpected, errors = dict(self.unexpected), list(self.errors)
         return ClassCounts(
-            pixels, images, image_pixels, self.files, self.ignored, unexpected, errors, self.lossy
+            pixels,
+            images,
+            image_pixels,
+            self.files,
+            self.ignored,
+            unexpected,
+            errors,
+            self.lossy,
+            self.outside,
+            self.unknown_colors,
         )
 
     def add_mask(self, histogram: Histogram, spec: LabelSpec, path: str) -> None:
@@ -372,6 +394,9 @@ class ClassCounts:
         self.files += 1
         self.ignored += ignored
         self.lossy += histogram.lossy
+        self.outside += histogram.outside
+        if spec.unknown_colors == "ignore":
+            self.unknown_colors += spec.unknown_colour_pixels(histogram)
         for key, pixels in unexpected:
             self.unexpected[key] = self.unexpected.get(key, Unexpected()) + Unexpected(
                 pixels, 1, [(path, pixels)]
@@ -405,6 +430,7 @@ class ClassCounts:
         if not batch:
             return
         self.lossy += sum(histograms[i].lossy for i in batch)
+        self.outside += sum(histograms[i].outside for i in batch)
         pixels = np.concatenate([h.counts for h in histograms]).astype(np.float64)
         counted = codes >= 0  # float sums are exact: each is far below 2**53
         self.ignored += int(pixels[codes == IGNORED].sum())
@@ -442,20 +468,30 @@ class ClassCounts:
             unexpected=_bounded(unexpected),
             errors=sorted(a.errors + b.errors),
             lossy=a.lossy + b.lossy,
+            outside=a.outside + b.outside,
+            unknown_colors=a.unknown_colors + b.unknown_colors,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassCounts):
             return NotImplemented
-        return (
-            (self.files, self.ignored, self.unexpected, self.errors, self.lossy)
-            == (other.files, other.ignored, other.unexpected, other.errors, other.lossy)
-        ) and all(
+        return (self._totals() == other._totals()) and all(
             np.array_equal(x, y) for x, y in zip(self._arrays(), other._arrays(), strict=True)
         )
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.pixels, self.images, self.image_pixels
+
+    def _totals(self) -> tuple:
+        return (
+            self.files,
+            self.ignored,
+            self.unexpected,
+            self.errors,
+            self.lossy,
+            self.outside,
+            self.unknown_colors,
+        )
 
 
 def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> str | None:
@@ -467,7 +503,8 @@ def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> s
     for key, tally in [(k, counts.unexpected[k]) for k in values[:most]]:
         path, _ = tally.examples[0]
         parts.append(
-            f"{path}: {spec.describe(key)} ({tally.pixels:,} pixels in {tally.files:,} files); "
+            f"{path}: {spec.describe(key)} ({plural(tally.pixels, 'pixel')} in "
+            f"{plural(tally.files, 'file')}); "
             f"{spec.advice(key)}"
         )
     more = len(values) - most

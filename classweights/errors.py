@@ -80,6 +80,11 @@ _CONTROL = {
 }
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """Return ``1 file``, ``2 files``, ``1,234 files`` (``words``: the plural, if not word+s)."""
+    return f"{count:,} " + (word if count == 1 else words or word + "s")
+
+
 def one_line(text: str) -> str:
     """Return ``text`` safe to print as one line: control characters (a newline in a file name)
     escaped, and the bytes of a file name that is not UTF-8 (surrogate escapes) as ``\\xff``."""

@@ -155,6 +155,7 @@ class Histogram:
     colour: bool = False
     lossy: bool = False  # decoded from a lossy format (`LOSSY_FORMATS`)
     shape: tuple[int, ...] | None = None
+    outside: int = 0  # pixels outside the mask's region (``--roi``): not in the histogram
 
     @property
     def size(self) -> int:
@@ -260,7 +261,9 @@ def read_histogram(
                 f"is {shape_text(labels.shape)} but its region mask {mask.region} is "
                 f"{shape_text(inside.shape)}",
             )
-        return replace(_array_histogram(labels[inside != 0], mask.path, colour), shape=labels.shape)
+        keep = inside != 0
+        histogram = _array_histogram(labels[keep], mask.path, colour)
+        return replace(histogram, shape=labels.shape, outside=keep.size - int(np.count_nonzero(keep)))
     except MaskError:
         raise
     except NotRegularFile:
