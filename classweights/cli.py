@@ -59,7 +59,7 @@ def _deferred(module: str, *names: str) -> list[Any]:
 
 
 if TYPE_CHECKING:
-    from .checks import CHECK_FORMATS, Rules, check
+    from .checks import CHECK_FORMATS, Rules, Violation, check
     from .counting import LabelSpec
     from .display import Display
     from .labelmaps import ColorMap, load_colors, load_map, load_names
@@ -1030,12 +1030,7 @@ def check_command(
     if width and violations:  # wrapped for people; in a pipe, one line each for grep
         from .display import wrapped_violations
 
-        flagged = [
-            replace(v, message=_flags(v.message), examples=tuple(
-                (_flags(path), _flags(detail)) for path, detail in v.examples
-            ))
-            for v in violations
-        ]  # fmt: skip
+        flagged = [_flagged(violation) for violation in violations]
         text = wrapped_violations(flagged, text.splitlines()[-1], width)
     _write(_flags(text), output)
     display.done(output)
@@ -1330,7 +1325,7 @@ def image_weights_command(
     type=click.IntRange(1, 17),
     default=_Deferred("report", "DIGITS").get,
     show_default="6",
-    help="Significant digits of pos_weight and frequencies.",
+    help="Significant digits of pos_weight and shares.",
 )
 @click.option(
     "-o",
@@ -1470,6 +1465,12 @@ def _class_list(ids: list[int], names: Sequence[str | None] | None) -> str:
     if names and all(names[i] for i in ids):
         return ", ".join(f"{i} {names[i]}" for i in ids)
     return _id_ranges(ids)
+
+
+def _flagged(violation: Violation) -> Violation:
+    """Return a violation as the command line words it: parameters named as flags."""
+    examples = tuple((_flags(path), _flags(detail)) for path, detail in violation.examples)
+    return replace(violation, message=_flags(violation.message), examples=examples)
 
 
 def _terminal_width() -> int | None:

@@ -63,6 +63,28 @@ class LabelSpec:
     label + 1". ``unknown_colors`` is "error" (a colour not in the map is unexpected) or
     "ignore" (its pixels are ignored). ``allowed_values``, when set, are the only raw values a
     mask may hold; any other is unexpected.
+
+    Parameters
+    ----------
+    num_classes : int, optional
+        K: class ids are ``0..K-1`` [default: the largest label + 1].
+    ignore_index : int or iterable of int
+        Values whose pixels are left out (``255``, or ``(0, 255)``).
+    mapping : mapping or iterable of (int, int) pairs
+        ``{raw value: class id}``, applied before ignoring.
+    reduce_zero_label : bool
+        The ADE20K convention: 0 is ignored and v becomes v - 1.
+    colors : iterable of (int, int) pairs
+        ``(0xRRGGBB, class id)``: the colour map of colour masks.
+    unknown_colors : {"error", "ignore"}
+        What a colour missing from the colour map is.
+    allowed_values : iterable of int, optional
+        The only raw values a mask may hold (``check --allowed-values``).
+
+    Examples
+    --------
+    >>> LabelSpec(num_classes=21, ignore_index=255).ignore_index
+    (255,)
     """
 
     num_classes: int | None = None
@@ -321,7 +343,32 @@ class Unexpected:
 
 @dataclass
 class ClassCounts:
-    """Per-class sums (int64 arrays of length K) and totals; ``a + b`` adds two disjoint sets."""
+    """Per-class sums (int64 arrays of length K) and totals; ``a + b`` adds two disjoint sets.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``pixels[c]``: the pixels of class c (n_c).
+    images : numpy.ndarray
+        ``images[c]``: the masks in which class c occurs.
+    image_pixels : numpy.ndarray
+        ``image_pixels[c]``: all pixels of the masks in which class c occurs.
+    files : int
+        The masks counted.
+    ignored : int
+        The pixels of ignored values (and of unknown colours with ``unknown_colors="ignore"``).
+    unexpected : dict
+        Values that may not occur, with their pixels and example files.
+    errors : list of (str, str)
+        ``(path, why)`` of the masks skipped (``skip_errors``).
+    lossy : int
+        The masks decoded from a lossy format (JPEG).
+    outside : int
+        The pixels outside the masks' regions (``regions``, ``--roi``), in no other count.
+    unknown_colors : int
+        The pixels of colours not in the colour map with ``unknown_colors="ignore"``
+        (among ``ignored`` too).
+    """
 
     pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     images: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -331,9 +378,6 @@ class ClassCounts:
     unexpected: dict[Key, Unexpected] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files skipped
     lossy: int = 0  # masks decoded from a lossy format (JPEG), whatever their names say
-    #: Pixels left out besides the ignored values: outside the masks' regions (``--roi``,
-    #: in no other count), and of colours not in the colour map with
-    #: ``unknown_colors="ignore"`` (counted among ``ignored`` too).
     outside: int = 0
     unknown_colors: int = 0
 

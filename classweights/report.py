@@ -33,7 +33,22 @@ DIGITS = 6
 
 
 def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGITS) -> dict:
-    """Return the report document (plain dicts, lists, ints, floats and strings)."""
+    """Return the report document (plain dicts, lists, ints, floats and strings).
+
+    Parameters
+    ----------
+    result : ScanResult
+        The counts and how they were made.
+    weights : Weights
+        The weights derived from ``result.counts``.
+    digits : int, optional
+        Significant digits of the floats written (None: all of them).
+
+    Returns
+    -------
+    dict
+        The keys README's "The report document" shows, in that order; `FORMATS` writes it.
+    """
 
     def rounded(value: float) -> float:
         # 0 needs no formatting, and most classes of a large label space are absent.
@@ -271,7 +286,21 @@ def load(path: str | os.PathLike) -> ScanResult:
     A report is untrusted input: it is parsed without YAML aliases or tags and with bounded
     nesting (`labelmaps.parse_data`), every count must be an integer in 0..2^62, sizes must
     agree, and what is derived (frequencies, weights) is computed again, never read.
-    Raises `ReportError` naming the file when it cannot be read or is not a report.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A report written by ``classweights scan`` (JSON or YAML).
+
+    Returns
+    -------
+    ScanResult
+        Its counts and settings; any weight method can be derived from them again.
+
+    Raises
+    ------
+    ReportError
+        Naming the file, when it cannot be read or is not a report.
     """
     try:
         text = read_file(path).decode("utf-8")
@@ -457,6 +486,23 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
     (`settings_differ`): adding such counts would be meaningless; and for reports of
     ``--shard`` scans, one that repeats a shard or is of another split (`missing_shards`).
     Missing shards are a warning of the result, or with ``complete`` an `InputError`.
+
+    Parameters
+    ----------
+    results : sequence of (str, ScanResult)
+        The reports (`load`) with their paths, which messages name.
+    complete : bool
+        Refuse a set of ``--shard`` reports with a shard missing [default: warn].
+
+    Returns
+    -------
+    ScanResult
+        The sum of the counts, with the first report's settings.
+
+    Raises
+    ------
+    ReportError, InputError
+        As above.
     """
     (first_path, first), *rest = results
     for path, result in rest:

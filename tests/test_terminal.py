@@ -271,7 +271,7 @@ def test_check_wraps_violations_with_examples_one_per_line_in_a_terminal(
     ]
     as_json = run(*args, "--format", "json")  # never wrapped, terminal or not
     assert json.loads(as_json.stdout)["violations"][0]["examples"][0]["detail"] == "1 pixel"
-    to_file = run(*args, "-o", "r.txt")
+    run(*args, "-o", "r.txt")
     assert (out_of_range.parent / "r.txt").read_text() == piped.stdout
 
 
