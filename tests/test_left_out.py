@@ -138,3 +138,13 @@ def test_left_out_is_read_back_strictly(tmp_path, with_regions):
         result = run("weights", path)
         assert result.exit_code == 3 and result.stdout == "", bad
         assert "r.json" in result.stderr
+
+
+def test_the_page_says_what_was_left_out(with_regions):
+    masks, regions = with_regions
+    page = run("scan", masks, "--roi", regions, "--num-classes", "3", "--format", "html", "-q")
+    assert page.exit_code == 0
+    assert '<th class="name">left out</th>' in page.stdout
+    assert "4 pixels outside the regions (--roi)" in page.stdout
+    plain = run("scan", masks, "--num-classes", "3", "--format", "html", "-q").stdout
+    assert '<th class="name">left out</th><td class="name">nothing</td>' in plain
