@@ -30,8 +30,8 @@ from .masks import Histogram, MaskFile, ReadOptions
 #: How histograms are stored: little-endian int64, the values and then their counts.
 _STORED = np.dtype("<i8")
 
-#: The layout of the file; another one is rebuilt.
-SCHEMA = 1
+#: The layout of the file; another one is rebuilt. (2: the pixels outside a region, kept.)
+SCHEMA = 2
 
 #: How long a run waits for another that is writing, in seconds.
 BUSY_TIMEOUT = 60
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS histograms (
     version TEXT NOT NULL,
     colour INTEGER NOT NULL,
     histogram BLOB NOT NULL,
+    outside INTEGER NOT NULL,
     PRIMARY KEY (settings, name)
 ) WITHOUT ROWID
 """
@@ -115,7 +116,7 @@ class HistogramCache:
         this scan's scope that the listing no longer holds are forgotten by `finish`.
         """
         rows = self._reader.execute(
-            "SELECT name, size, version, colour, histogram FROM histograms "
+            "SELECT name, size, version, colour, histogram, outside FROM histograms "
             "WHERE settings = ? ORDER BY name",
             (self.settings,),
         )
@@ -148,11 +149,12 @@ class HistogramCache:
                 _version(mask),
                 int(histogram.colour),
                 np.stack([histogram.values, histogram.counts]).astype(_STORED).tobytes(),
+                histogram.outside,
             )
             for mask, histogram in histograms
             if mask.version and _storable(mask.name)
         ]
-        self._write("INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self._write("INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def finish(self) -> None:
         """Forget the masks that vanished, once the whole listing has been looked up."""
@@ -233,4 +235,4 @@ def _histogram(row: tuple) -> Histogram:
     # The values, then their counts. No copy on a little-endian machine: read-only views of
     # the row's bytes.
     values, counts = np.frombuffer(row[4], _STORED).astype(np.int64, copy=False).reshape(2, -1)
-    return Histogram(values, counts, bool(row[3]))
+    return Histogram(values, counts, bool(row[3]), outside=row[5])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .counting import MAX_EXAMPLES, MAX_VALUES, MORE, ClassCounts
-from .errors import InputError, MaskError, one_line
+from .errors import InputError, MaskError, one_line, plural
 from .masks import MaskFile, find_masks, mask_size, refuse_twins, sample_id, shape_text, stem
 from .report import settings_differ
 from .scan import ScanResult
@@ -67,7 +67,7 @@ def _unreadable(counts: ClassCounts) -> list[Violation]:
     if not counts.errors:
         return []
     examples = tuple(counts.errors[:MAX_EXAMPLES])
-    return [Violation("readable", f"{len(counts.errors):,} files cannot be read", examples)]
+    return [Violation("readable", f"{plural(len(counts.errors), 'file')} cannot be read", examples)]
 
 
 #: The rule each kind of unexpected value breaks.
@@ -84,8 +84,11 @@ def _unexpected(result: ScanResult) -> list[Violation]:
             )
             violations.append(Violation(violations[-1].rule if violations else "values", message))
             continue
-        examples = tuple((path, f"{pixels:,} pixels") for path, pixels in tally.examples)
-        message = f"{result.spec.describe(key)}: {tally.pixels:,} pixels in {tally.files:,} files"
+        examples = tuple((path, plural(pixels, "pixel")) for path, pixels in tally.examples)
+        message = (
+            f"{result.spec.describe(key)}: {plural(tally.pixels, 'pixel')} in "
+            f"{plural(tally.files, 'file')}"
+        )
         violations.append(Violation(_UNEXPECTED_RULES[key[0]], message, examples))
     return violations
 

@@ -16,6 +16,7 @@ import inspect
 import io
 import os
 import re
+import shutil
 import signal
 import stat
 import sys
@@ -58,7 +59,7 @@ def _deferred(module: str, *names: str) -> list[Any]:
 
 
 if TYPE_CHECKING:
-    from .checks import CHECK_FORMATS, Rules, check
+    from .checks import CHECK_FORMATS, Rules, Violation, check
     from .counting import LabelSpec
     from .display import Display
     from .labelmaps import ColorMap, load_colors, load_map, load_names
@@ -1024,7 +1025,14 @@ def check_command(
         index, count = scale["shard"]
         masks = [mask for mask in masks if shard_of(mask.name, count) == index]
     violations = check(result, rules, masks)
-    _write(_flags(CHECK_FORMATS[fmt](result, violations)), output)
+    text = CHECK_FORMATS[fmt](result, violations)
+    width = _terminal_width() if fmt == "text" and output in (None, "-") else None
+    if width and violations:  # wrapped for people; in a pipe, one line each for grep
+        from .display import wrapped_violations
+
+        flagged = [_flagged(violation) for violation in violations]
+        text = wrapped_violations(flagged, text.splitlines()[-1], width)
+    _write(_flags(text), output)
     display.done(output)
     if violations:
         raise click.exceptions.Exit(1)
@@ -1317,7 +1325,7 @@ def image_weights_command(
     type=click.IntRange(1, 17),
     default=_Deferred("report", "DIGITS").get,
     show_default="6",
-    help="Significant digits of pos_weight and frequencies.",
+    help="Significant digits of pos_weight and shares.",
 )
 @click.option(
     "-o",
@@ -1457,6 +1465,19 @@ def _class_list(ids: list[int], names: Sequence[str | None] | None) -> str:
     if names and all(names[i] for i in ids):
         return ", ".join(f"{i} {names[i]}" for i in ids)
     return _id_ranges(ids)
+
+
+def _flagged(violation: Violation) -> Violation:
+    """Return a violation as the command line words it: parameters named as flags."""
+    examples = tuple((_flags(path), _flags(detail)) for path, detail in violation.examples)
+    return replace(violation, message=_flags(violation.message), examples=examples)
+
+
+def _terminal_width() -> int | None:
+    """Return the width of the terminal stdout is, None when stdout is a pipe or a file."""
+    if sys.stdout is None or not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
 
 
 def _write(text: str, output: str | None) -> None:

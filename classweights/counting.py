@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .errors import ConventionError, MaskError
+from .errors import ConventionError, MaskError, plural
 from .masks import TABLE_SIZE, Histogram, colour_hex
 from .presets import find_preset
 
@@ -63,6 +63,28 @@ class LabelSpec:
     label + 1". ``unknown_colors`` is "error" (a colour not in the map is unexpected) or
     "ignore" (its pixels are ignored). ``allowed_values``, when set, are the only raw values a
     mask may hold; any other is unexpected.
+
+    Parameters
+    ----------
+    num_classes : int, optional
+        K: class ids are ``0..K-1`` [default: the largest label + 1].
+    ignore_index : int or iterable of int
+        Values whose pixels are left out (``255``, or ``(0, 255)``).
+    mapping : mapping or iterable of (int, int) pairs
+        ``{raw value: class id}``, applied before ignoring.
+    reduce_zero_label : bool
+        The ADE20K convention: 0 is ignored and v becomes v - 1.
+    colors : iterable of (int, int) pairs
+        ``(0xRRGGBB, class id)``: the colour map of colour masks.
+    unknown_colors : {"error", "ignore"}
+        What a colour missing from the colour map is.
+    allowed_values : iterable of int, optional
+        The only raw values a mask may hold (``check --allowed-values``).
+
+    Examples
+    --------
+    >>> LabelSpec(num_classes=21, ignore_index=255).ignore_index
+    (255,)
     """
 
     num_classes: int | None = None
@@ -203,6 +225,14 @@ class LabelSpec:
             unexpected += _tally("value", values[banned], counts[banned])
         return Classified(codes[keep], counts[keep], ignored, unexpected)
 
+    def unknown_colour_pixels(self, histogram: Histogram) -> int:
+        """Return the pixels of a mask's colours that the colour map lacks: with
+        ``unknown_colors="ignore"`` they are left out (among the ignored), 0 for index masks."""
+        if not histogram.colour or not self.colors:
+            return 0
+        _, known = _lookup(*self._lookups["colors"], histogram.values)
+        return int(histogram.counts[~known].sum())
+
     def describe(self, key: Key) -> str:
         """Return what is wrong with an unexpected value (`advice` says what to do)."""
         kind, value = key
@@ -313,7 +343,32 @@ class Unexpected:
 
 @dataclass
 class ClassCounts:
-    """Per-class sums (int64 arrays of length K) and totals; ``a + b`` adds two disjoint sets."""
+    """Per-class sums (int64 arrays of length K) and totals; ``a + b`` adds two disjoint sets.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``pixels[c]``: the pixels of class c (n_c).
+    images : numpy.ndarray
+        ``images[c]``: the masks in which class c occurs.
+    image_pixels : numpy.ndarray
+        ``image_pixels[c]``: all pixels of the masks in which class c occurs.
+    files : int
+        The masks counted.
+    ignored : int
+        The pixels of ignored values (and of unknown colours with ``unknown_colors="ignore"``).
+    unexpected : dict
+        Values that may not occur, with their pixels and example files.
+    errors : list of (str, str)
+        ``(path, why)`` of the masks skipped (``skip_errors``).
+    lossy : int
+        The masks decoded from a lossy format (JPEG).
+    outside : int
+        The pixels outside the masks' regions (``regions``, ``--roi``), in no other count.
+    unknown_colors : int
+        The pixels of colours not in the colour map with ``unknown_colors="ignore"``
+        (among ``ignored`` too).
+    """
 
     pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     images: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -323,6 +378,8 @@ class ClassCounts:
     unexpected: dict[Key, Unexpected] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files skipped
     lossy: int = 0  # masks decoded from a lossy format (JPEG), whatever their names say
+    outside: int = 0
+    unknown_colors: int = 0
 
     @classmethod
     def zeros(cls, num_classes: int = 0) -> ClassCounts:
@@ -356,7 +413,16 @@ class ClassCounts:
         )
         unexpected, errors = dict(self.unexpected), list(self.errors)
         return ClassCounts(
-            pixels, images, image_pixels, self.files, self.ignored, unexpected, errors, self.lossy
+            pixels,
+            images,
+            image_pixels,
+            self.files,
+            self.ignored,
+            unexpected,
+            errors,
+            self.lossy,
+            self.outside,
+            self.unknown_colors,
         )
 
     def add_mask(self, histogram: Histogram, spec: LabelSpec, path: str) -> None:
@@ -372,6 +438,9 @@ class ClassCounts:
         self.files += 1
         self.ignored += ignored
         self.lossy += histogram.lossy
+        self.outside += histogram.outside
+        if spec.unknown_colors == "ignore":
+            self.unknown_colors += spec.unknown_colour_pixels(histogram)
         for key, pixels in unexpected:
             self.unexpected[key] = self.unexpected.get(key, Unexpected()) + Unexpected(
                 pixels, 1, [(path, pixels)]
@@ -405,6 +474,7 @@ class ClassCounts:
         if not batch:
             return
         self.lossy += sum(histograms[i].lossy for i in batch)
+        self.outside += sum(histograms[i].outside for i in batch)
         pixels = np.concatenate([h.counts for h in histograms]).astype(np.float64)
         counted = codes >= 0  # float sums are exact: each is far below 2**53
         self.ignored += int(pixels[codes == IGNORED].sum())
@@ -442,20 +512,30 @@ class ClassCounts:
             unexpected=_bounded(unexpected),
             errors=sorted(a.errors + b.errors),
             lossy=a.lossy + b.lossy,
+            outside=a.outside + b.outside,
+            unknown_colors=a.unknown_colors + b.unknown_colors,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassCounts):
             return NotImplemented
-        return (
-            (self.files, self.ignored, self.unexpected, self.errors, self.lossy)
-            == (other.files, other.ignored, other.unexpected, other.errors, other.lossy)
-        ) and all(
+        return (self._totals() == other._totals()) and all(
             np.array_equal(x, y) for x, y in zip(self._arrays(), other._arrays(), strict=True)
         )
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.pixels, self.images, self.image_pixels
+
+    def _totals(self) -> tuple:
+        return (
+            self.files,
+            self.ignored,
+            self.unexpected,
+            self.errors,
+            self.lossy,
+            self.outside,
+            self.unknown_colors,
+        )
 
 
 def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> str | None:
@@ -467,7 +547,8 @@ def unexpected_summary(counts: ClassCounts, spec: LabelSpec, most: int = 3) -> s
     for key, tally in [(k, counts.unexpected[k]) for k in values[:most]]:
         path, _ = tally.examples[0]
         parts.append(
-            f"{path}: {spec.describe(key)} ({tally.pixels:,} pixels in {tally.files:,} files); "
+            f"{path}: {spec.describe(key)} ({plural(tally.pixels, 'pixel')} in "
+            f"{plural(tally.files, 'file')}); "
             f"{spec.advice(key)}"
         )
     more = len(values) - most

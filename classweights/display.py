@@ -8,8 +8,9 @@ line come after the document, so that in a terminal they are what stays on scree
 from __future__ import annotations
 
 import math
+import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -27,6 +28,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .checks import Violation
+from .errors import one_line, plural
+from .report import left_out_parts
 from .scan import Progress as ProgressCallback
 
 #: Above this many classes the table lists only the classes that occur.
@@ -40,11 +44,6 @@ SHARE_BAR_WIDTH, SHARE_DECADES = 12, 6
 REFRESH_PER_SECOND = 8
 
 
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """Return ``1 file``, ``2 files``, ``1,234 files`` (``words``: the plural, if not word+s)."""
-    return f"{count:,} " + (word if count == 1 else words or word + "s")
-
-
 def share_bar(share: float) -> str:
     """Return a bar whose length is the share's order of magnitude: one cell per
     ``SHARE_DECADES / SHARE_BAR_WIDTH`` decades above 10^-SHARE_DECADES, one cell at least."""
@@ -52,6 +51,32 @@ def share_bar(share: float) -> str:
         return ""
     cells = round(SHARE_BAR_WIDTH * (1 + math.log10(share) / SHARE_DECADES))
     return "█" * min(SHARE_BAR_WIDTH, max(1, cells))
+
+
+def wrapped_violations(violations: Sequence[Violation], closing: str, width: int) -> str:
+    """Return ``check``'s text for a terminal ``width`` columns wide: each violation wrapped at
+    word boundaries, its example files one per line below it, indented; then ``closing``.
+
+    Only for a terminal: in a pipe or a file the text stays one line per violation (for grep).
+    """
+    width = max(width, 20)
+
+    def wrap(text: str, indent: str, more: str) -> list[str]:
+        return textwrap.wrap(
+            one_line(text),
+            width,
+            initial_indent=indent,
+            subsequent_indent=more,
+            break_long_words=False,  # a path is never cut in two
+            break_on_hyphens=False,
+        )
+
+    lines = []
+    for violation in violations:
+        lines += wrap(f"{violation.rule}: {violation.message}", "", "    ")
+        for path, detail in violation.examples:
+            lines += wrap(f"{path} ({detail})", "  ", "      ")
+    return "\n".join([*lines, closing]) + "\n"
 
 
 class _CountColumn(ProgressColumn):
@@ -189,9 +214,9 @@ class Display:
             f"{plural(totals['files'], 'mask')}, {plural(totals['pixels'], 'pixel')} counted, "
             f"{totals['ignored']:,} ignored"
         )
-        skipped = len(doc.get("errors", []))
-        if skipped:
-            caption += f"; {plural(skipped, 'file')} skipped (--skip-errors)"
+        left_out = left_out_parts(doc)
+        if left_out:
+            caption += "; left out: " + ", ".join(left_out)
         if hidden:
             caption += f"; {plural(hidden, 'class', 'classes')} with no pixels not shown"
         return caption

@@ -34,11 +34,27 @@ class FileError(ClassWeightsError):
 
 
 class MaskError(FileError):
-    """A mask cannot be read, or holds a value it may not hold."""
+    """A mask cannot be read, or holds a value it may not hold.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The mask (``error.path``).
+    message : str
+        What is wrong with it, naming the value (``error.message``).
+    """
 
 
 class ReportError(FileError):
-    """A report cannot be read, or reports do not agree with each other."""
+    """A report cannot be read, or reports do not agree with each other.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The report (``error.path``).
+    message : str
+        What is wrong with it (``error.message``).
+    """
 
 
 class LabelFileError(FileError):
@@ -78,6 +94,11 @@ _CONTROL = {
     ord("\r"): "\\r",
     ord("\t"): "\\t",
 }
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """Return ``1 file``, ``2 files``, ``1,234 files`` (``words``: the plural, if not word+s)."""
+    return f"{count:,} " + (word if count == 1 else words or word + "s")
 
 
 def one_line(text: str) -> str:

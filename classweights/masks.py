@@ -155,6 +155,7 @@ class Histogram:
     colour: bool = False
     lossy: bool = False  # decoded from a lossy format (`LOSSY_FORMATS`)
     shape: tuple[int, ...] | None = None
+    outside: int = 0  # pixels outside the mask's region (``--roi``): not in the histogram
 
     @property
     def size(self) -> int:
@@ -175,7 +176,23 @@ def find_masks(
     column: str | None = None,
 ) -> list[MaskFile]:
     """Return the masks that ``paths`` (folders, files, globs, URLs, archives, Parquet files)
-    name, without repeats, in order of name: `sources.iter_masks` as a list."""
+    name, without repeats, in order of name: `sources.iter_masks` as a list.
+
+    Parameters
+    ----------
+    paths : iterable of str or os.PathLike
+        Where the masks are.
+    pattern : str, optional
+        A glob the masks' relative paths must match.
+    storage_options : mapping, optional
+        fsspec's options for masks stored elsewhere (credentials, endpoint).
+    column : str, optional
+        The image column of a Parquet file.
+
+    Returns
+    -------
+    list of MaskFile
+    """
     return list(sources.iter_masks(paths, pattern, storage_options=storage_options, column=column))
 
 
@@ -245,7 +262,22 @@ def read_histogram(
 ) -> Histogram:
     """Return the histogram of a mask's raw values, counting only its region if it has one.
 
-    Raises `MaskError` naming the file when it cannot be read or is not a mask.
+    Parameters
+    ----------
+    mask : MaskFile, str or os.PathLike
+        The mask (a `MaskFile` may name its region mask).
+    options : ReadOptions
+        How it is read (the ``.npz`` array, the pixel limit).
+
+    Returns
+    -------
+    Histogram
+        Its distinct raw values and their pixel counts.
+
+    Raises
+    ------
+    MaskError
+        Naming the file, when it cannot be read or is not a mask.
     """
     if not isinstance(mask, MaskFile):
         mask = MaskFile(os.fspath(mask), Path(mask).name)
@@ -260,7 +292,10 @@ def read_histogram(
                 f"is {shape_text(labels.shape)} but its region mask {mask.region} is "
                 f"{shape_text(inside.shape)}",
             )
-        return replace(_array_histogram(labels[inside != 0], mask.path, colour), shape=labels.shape)
+        keep = inside != 0
+        histogram = _array_histogram(labels[keep], mask.path, colour)
+        outside = keep.size - int(np.count_nonzero(keep))
+        return replace(histogram, shape=labels.shape, outside=outside)
     except MaskError:
         raise
     except NotRegularFile:

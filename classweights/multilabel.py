@@ -61,7 +61,7 @@ def read_channels(path: str, channels: str, options: ReadOptions = ReadOptions()
         if reader is not None:
             array = np.asarray(reader(path, options))
             if array.ndim < 3:
-                raise MaskError(path, f"has no class axis: its shape is {array.shape}")
+                raise MaskError(path, f"has no class axis: it is {shape_text(array.shape)}")
             if channels == "last":
                 array = np.moveaxis(array, -1, 0)
         else:

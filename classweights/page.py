@@ -12,7 +12,7 @@ import json
 import math
 from html import escape
 
-from .report import _from_document
+from .report import _from_document, left_out_parts
 from .weights import METHODS, compute_weights
 
 #: The share axis: from 10^-DECADES to 1, on a log scale, so a class of 0.01% still shows.
@@ -144,6 +144,7 @@ def _settings(doc: dict) -> str:
         ("reduce_zero_label", doc["reduce_zero_label"]),
         ("colors", f"{len(doc['colors'])} colours" if doc["colors"] else "none"),
         ("pixels ignored", f"{doc['totals']['ignored']:,}"),
+        ("left out", "; ".join(left_out_parts(doc)) or "nothing"),
         ("paths", ", ".join(source["paths"])),
         ("masks", f"{source['files']:,}"),
         ("fingerprint", source["fingerprint"]),

@@ -19,6 +19,24 @@ class Preset:
     may be mapped onto an ignored one. ``reduce_zero_label`` is the ADE20K convention as
     mmsegmentation applies it: raw 0 is ignored, every other raw value v becomes v - 1, and
     255 stays 255. ``glob`` picks the label masks out of a dataset folder (None: all masks).
+
+    Parameters
+    ----------
+    description : str
+        One line: the dataset and its label convention.
+    names : tuple of str
+        Class names by class id.
+    ignore_index : tuple of int
+        Values left out of the counts.
+    mapping : tuple of (int, int) pairs
+        ``(raw value, class id)``, applied before ignoring.
+    reduce_zero_label : bool
+        The ADE20K convention (above).
+    glob : str, optional
+        The label masks in a dataset folder, e.g. ``*_labelIds.png``.
+    pair_key : str, optional
+        A regular expression whose one group is the sample id that pairs a mask with its
+        region mask or image (``--pair-key``).
     """
 
     description: str
@@ -256,7 +274,24 @@ PRESETS: dict[str, Preset] = {
 def find_preset(name: str) -> Preset:
     """Return the preset called ``name``, in any case (``"CamVid"`` is ``"camvid"``).
 
-    Raises `ValueError` naming the choices when there is none.
+    Parameters
+    ----------
+    name : str
+        A key of `PRESETS`, in any case.
+
+    Returns
+    -------
+    Preset
+
+    Raises
+    ------
+    ValueError
+        Naming the choices, when there is no such preset.
+
+    Examples
+    --------
+    >>> find_preset("CamVid").ignore_index
+    (11,)
     """
     preset = PRESETS.get(name.lower())
     if preset is None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._version import __version__
 from .counting import ClassCounts, LabelSpec
-from .errors import InputError, ReportError
+from .errors import InputError, ReportError, plural
 from .labelmaps import parse_color, parse_data
 from .masks import NotRegularFile, colour_hex, read_file
 from .scan import Reading, ScanResult, Source, check_shard
@@ -33,7 +33,22 @@ DIGITS = 6
 
 
 def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGITS) -> dict:
-    """Return the report document (plain dicts, lists, ints, floats and strings)."""
+    """Return the report document (plain dicts, lists, ints, floats and strings).
+
+    Parameters
+    ----------
+    result : ScanResult
+        The counts and how they were made.
+    weights : Weights
+        The weights derived from ``result.counts``.
+    digits : int, optional
+        Significant digits of the floats written (None: all of them).
+
+    Returns
+    -------
+    dict
+        The keys README's "The report document" shows, in that order; `FORMATS` writes it.
+    """
 
     def rounded(value: float) -> float:
         # 0 needs no formatting, and most classes of a large label space are absent.
@@ -75,10 +90,32 @@ def document(result: ScanResult, weights: Weights, *, digits: int | None = DIGIT
             )
         ],
         "totals": {"files": counts.files, "pixels": counts.counted, "ignored": counts.ignored},
+        "left_out": {
+            "outside_roi": counts.outside,
+            "unknown_colors": counts.unknown_colors,
+            "skipped_files": len(counts.errors),
+        },
         "absent": weights.absent,
         "errors": [{"file": path, "error": error} for path, error in counts.errors],
         "source": _source(result.source),
     }
+
+
+def left_out_parts(doc: dict) -> list[str]:
+    """Return what a report's ``left_out`` block says was not counted, for people: one part
+    per reason that left something out (a report from before the block: its skipped files)."""
+    left_out = doc.get("left_out") or {"skipped_files": len(doc.get("errors", []))}
+    parts = []
+    if left_out.get("outside_roi"):
+        parts.append(f"{plural(left_out['outside_roi'], 'pixel')} outside the regions (--roi)")
+    if left_out.get("unknown_colors"):
+        parts.append(
+            f"{plural(left_out['unknown_colors'], 'pixel')} of colours not in the colour map "
+            "(--unknown-colors ignore; among the ignored)"
+        )
+    if left_out.get("skipped_files"):
+        parts.append(f"{plural(left_out['skipped_files'], 'file')} skipped (--skip-errors)")
+    return parts
 
 
 def _source(source: Source) -> dict:
@@ -249,7 +286,21 @@ def load(path: str | os.PathLike) -> ScanResult:
     A report is untrusted input: it is parsed without YAML aliases or tags and with bounded
     nesting (`labelmaps.parse_data`), every count must be an integer in 0..2^62, sizes must
     agree, and what is derived (frequencies, weights) is computed again, never read.
-    Raises `ReportError` naming the file when it cannot be read or is not a report.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A report written by ``classweights scan`` (JSON or YAML).
+
+    Returns
+    -------
+    ScanResult
+        Its counts and settings; any weight method can be derived from them again.
+
+    Raises
+    ------
+    ReportError
+        Naming the file, when it cannot be read or is not a report.
     """
     try:
         text = read_file(path).decode("utf-8")
@@ -330,6 +381,11 @@ def _from_document(doc: Any) -> ScanResult:
         ignored=_count(totals["ignored"], "totals ignored"),
         errors=[(_of_type(e["file"], str, "an error's file"), str(e["error"])) for e in errors],
     )
+    # Reports written before "left_out" have none: nothing was counted as left out then.
+    left_out = _of_type(doc.get("left_out", {}), dict, "left_out")
+    counts.outside = _count(left_out.get("outside_roi", 0), "left_out outside_roi")
+    counts.unknown_colors = _count(left_out.get("unknown_colors", 0), "left_out unknown_colors")
+    skipped = _count(left_out.get("skipped_files", len(errors)), "left_out skipped_files")
     # Counts a scan could have made: a class occurs in an image iff it has pixels, in no more
     # images than there are, and holds no more pixels than those images.
     present = counts.pixels > 0
@@ -339,6 +395,8 @@ def _from_document(doc: Any) -> ScanResult:
         or (counts.pixels > counts.image_pixels).any()
         or counts.counted >= MAX_COUNT
         or _count(totals.get("pixels", counts.counted), "totals pixels") != counts.counted
+        or counts.unknown_colors > counts.ignored
+        or skipped != len(counts.errors)
     ):
         raise ValueError("its class counts do not add up")
     colors = []
@@ -428,6 +486,23 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
     (`settings_differ`): adding such counts would be meaningless; and for reports of
     ``--shard`` scans, one that repeats a shard or is of another split (`missing_shards`).
     Missing shards are a warning of the result, or with ``complete`` an `InputError`.
+
+    Parameters
+    ----------
+    results : sequence of (str, ScanResult)
+        The reports (`load`) with their paths, which messages name.
+    complete : bool
+        Refuse a set of ``--shard`` reports with a shard missing [default: warn].
+
+    Returns
+    -------
+    ScanResult
+        The sum of the counts, with the first report's settings.
+
+    Raises
+    ------
+    ReportError, InputError
+        As above.
     """
     (first_path, first), *rest = results
     for path, result in rest:

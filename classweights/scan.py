@@ -73,6 +73,17 @@ class Source:
 
     The fingerprint is the sha256 of the sorted ``relative path<TAB>size`` lines, so it names
     the same dataset wherever it lies on disk.
+
+    Parameters
+    ----------
+    paths : tuple of str
+        The paths as given.
+    files : int
+        The masks found (counted or skipped).
+    fingerprint : str
+        ``sha256:`` and the hex digest.
+    shard : tuple of (int, int), optional
+        ``(index, count)`` of a sharded scan's part; None for a whole scan.
     """
 
     paths: tuple[str, ...]
@@ -175,7 +186,22 @@ class Reading:
 class ScanResult:
     """Everything a weight method or a report needs: the counts and how they were made.
 
-    ``warnings`` are for people (the CLI shows them); they are not part of a report.
+    Parameters
+    ----------
+    counts : ClassCounts
+        The per-class sums.
+    spec : LabelSpec
+        How raw values became class ids.
+    source : Source
+        What was scanned.
+    names : tuple of str or None, optional
+        Class names, one per class id.
+    warnings : tuple of str
+        For people (the CLI shows them); they are not part of a report.
+    reading : Reading
+        The reading settings beyond ``spec`` that change what is counted (``--roi``...).
+    sample : dict, optional
+        For a report of a random sample, how it was drawn; None for a full scan.
     """
 
     counts: ClassCounts
@@ -212,6 +238,12 @@ def scan(
 
     Parameters
     ----------
+    paths : str, os.PathLike or an iterable of them
+        Folders, files, globs, URLs, archives or Parquet files of masks; one str is one path.
+    spec : LabelSpec, optional
+        How raw values become class ids [default: ``LabelSpec()``, ids as they are].
+    pattern : str, optional
+        A glob that the masks' paths, relative to each folder, must match.
     regions
         A folder of region masks: only the pixels inside each mask's region count
         (`masks.pair_regions`).
@@ -238,12 +270,30 @@ def scan(
     pair_key
         A regular expression whose one group is the sample id that pairs a mask with its
         region (`masks.sample_id`) [default: the file's stem].
+    options : ReadOptions
+        How masks are read: the ``.npz`` array, the pixel limit, fsspec storage options.
+    names : sequence of str or None, optional
+        Class names, one per class id; they set ``spec.num_classes`` when it is None.
+    progress : callable, optional
+        Called as ``progress(done, total)`` with the masks counted so far.
     rows
         Called with the per-image rows of the masks counted (`per_image.Row`), a batch at
         a time, in path order whatever the executor (not with ``cache``).
     select
         Picks the masks to count from the list of those found (a random sample,
         `intervals.reservoir`); the result's source then names those alone.
+
+    Returns
+    -------
+    ScanResult
+        The counts, the settings they were made with, and the scan's warnings.
+
+    Raises
+    ------
+    MaskError
+        A mask cannot be read (without ``skip_errors``).
+    InputError
+        No masks were found, or (with ``strict``) a value that may not occur.
     """
     # One path is one path: a str is not iterated letter by letter.
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)

@@ -95,7 +95,17 @@ def mmseg(result: ScanResult, weights: Weights) -> Shaped:
         "class_weight": weights.tolist(),
         "avg_non_ignore": True,
     }
-    return Shaped({"decode_head": head}, [])
+    notes = []
+    k = len(weights)
+    if ignore is not None and not 0 <= ignore < k:
+        # mmseg 1.x gathers class_weight at every label, the ignored ones included.
+        notes.append(
+            f"mmsegmentation 1.x (1.2.2 included) raises IndexError when class_weight is set "
+            f"and a label holds {ignore} (open-mmlab/mmsegmentation#3734): make {ignore} a "
+            f"class of its own, mapping={{{ignore}: {k}}} ignore_index={k} num_classes={k + 1}, "
+            f"and map it so in your data pipeline"
+        )
+    return Shaped({"decode_head": head}, notes)
 
 
 def monai(result: ScanResult, weights: Weights) -> Shaped:
@@ -103,36 +113,50 @@ def monai(result: ScanResult, weights: Weights) -> Shaped:
     background (class 0) dropped, as the loss drops its channel.
 
     (``DiceCELoss`` takes all C weights and drops the first for its Dice part itself.)
+    DiceLoss has no ignore index: a label of an ignored value fails its one-hot encoding, so
+    ``MaskedDiceLoss`` with ``mask=labels != ignore`` takes such labels (a note says so).
     """
-    return Shaped(
-        {"include_background": False, "weight": weights.tolist()[1:]},
-        ["for DiceCELoss pass all C weights (--for torch-ce): it drops class 0 for Dice itself"],
-    )
+    notes = ["for DiceCELoss pass all C weights (--for torch-ce): it drops class 0 for Dice itself"]
+    ignored = result.spec.ignore_index
+    if ignored:
+        kept = (
+            f"labels != {ignored[0]}"
+            if len(ignored) == 1
+            else f"~torch.isin(labels, torch.tensor({list(ignored)}))"
+        )
+        notes.append(f"DiceLoss has no ignore_index: use MaskedDiceLoss(...) with mask=({kept})")
+    return Shaped({"include_background": False, "weight": weights.tolist()[1:]}, notes)
 
 
 def torchgeo(result: ScanResult, weights: Weights) -> Shaped:
-    """TorchGeo's ``SemanticSegmentationTask(num_classes=, class_weights=, ignore_index=)``:
-    its ignore index is a class id (0..num_classes-1), whose weight is 0."""
+    """TorchGeo's ``SemanticSegmentationTask(num_classes=, class_weights=, ignore_index=)``.
+
+    Its losses "ce" and "focal" take any ignore value; "jaccard" takes only a class id
+    (0..num_classes-1, often 0 for "no data"), whose weight is then 0 (a note says so).
+    """
     ignore = _one_ignore(result, "torchgeo")
     values = weights.tolist()
     doc: dict[str, Any] = {"num_classes": len(values)}
+    notes = []
     if ignore is not None:
-        if not 0 <= ignore < len(values):
-            raise WeightError(
-                f"torchgeo's ignore_index is a class id in 0..{len(values) - 1}, not {ignore}; "
-                f"map it onto one, e.g. mapping={{{ignore}: {len(values)}}} with "
-                f"num_classes={len(values) + 1}"
+        if 0 <= ignore < len(values):
+            values[ignore] = 0.0
+        else:
+            notes.append(
+                f"torchgeo's loss='jaccard' takes only a class id in 0..{len(values) - 1} as "
+                f"ignore_index, not {ignore}: for it, map {ignore} onto a class (e.g. "
+                f"mapping={{{ignore}: 0}} with ignore_index=0)"
             )
-        values[ignore] = 0.0
         doc["ignore_index"] = ignore
     doc["class_weights"] = values
-    return Shaped(doc, [])
+    return Shaped(doc, notes)
 
 
 def keras(result: ScanResult, weights: Weights) -> Shaped:
     """Per-pixel sample weights for Keras (``class_weight=`` does not take 3-D targets):
     ``weights`` to gather with the labels, plus one last entry of 0 for ignored pixels, whose
-    value ``ignore_index`` is remapped to ``ignored_as`` (C) before the gather."""
+    value ``ignore_index`` is remapped to ``ignored_as`` (C) before the gather. The loss needs
+    a class id at those pixels too (any: their weight is 0)."""
     ignore = _one_ignore(result, "keras")
     values = weights.tolist()
     doc: dict[str, Any] = {"weights": values}
@@ -162,8 +186,28 @@ TARGETS: dict[str, Callable[[ScanResult, Weights], Shaped]] = {
 def shape_for(target: str, result: ScanResult, weights: Weights) -> Shaped:
     """Return ``weights`` shaped for ``target``, a key of `TARGETS`.
 
-    Raises `ValueError` for an unknown target and `WeightError` when the scan's settings do
-    not fit the consumer (two ignore values for a loss that takes one).
+    Parameters
+    ----------
+    target : str
+        The consumer: ``"torch-ce"``, ``"torch-bce"``, ``"mmseg"``, ``"monai"``,
+        ``"torchgeo"``, ``"keras"`` or ``"mask2former"`` (README, "Using the weights").
+    result : ScanResult
+        The scan the weights were derived from (its ignore values, its class count).
+    weights : Weights
+        The weights to shape (`compute_weights`).
+
+    Returns
+    -------
+    Shaped
+        ``doc``, the consumer's keyword arguments, and ``notes`` for people.
+
+    Raises
+    ------
+    ValueError
+        For an unknown target.
+    WeightError
+        When the scan's settings do not fit the consumer (two ignore values for a loss that
+        takes one).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")

@@ -24,7 +24,15 @@ ENET_C = 1.02
 
 @dataclass(frozen=True)
 class Params:
-    """Parameters of the methods that take one; ``beta=None`` means 1 - 1/N."""
+    """Parameters of the methods that take one.
+
+    Parameters
+    ----------
+    enet_c : float
+        ENet's c in w_c = 1 / ln(c + p_c) (Paszke et al. 2016) [default: 1.02].
+    beta : float, optional
+        The effective number's beta in [0, 1) (Cui et al. 2019); None means 1 - 1/N.
+    """
 
     enet_c: float = ENET_C
     beta: float | None = None
@@ -115,6 +123,7 @@ def uniform(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[n
     return np.ones(counts.num_classes), {}
 
 
+#: ``--method``: the weight methods, by name (each function's docstring has its formula).
 METHODS: dict[str, Method] = {
     "inverse": inverse,
     "median": median,

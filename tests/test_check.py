@@ -52,10 +52,10 @@ def test_num_classes_names_the_value_the_pixels_and_files(good):
     save_mask(good / "masks" / "c.png", [[0, 3, 3], [7, 0, 0]], "P")
     lines = violations(run("check", good / "masks", *GOOD))
     assert lines == [
-        "num-classes: label 3 is outside 0..2 (--num-classes 3): 2 pixels in 1 files; "
+        "num-classes: label 3 is outside 0..2 (--num-classes 3): 2 pixels in 1 file; "
         f"e.g. {good / 'masks' / 'c.png'} (2 pixels)",
-        "num-classes: label 7 is outside 0..2 (--num-classes 3): 1 pixels in 1 files; "
-        f"e.g. {good / 'masks' / 'c.png'} (1 pixels)",
+        "num-classes: label 7 is outside 0..2 (--num-classes 3): 1 pixel in 1 file; "
+        f"e.g. {good / 'masks' / 'c.png'} (1 pixel)",
     ]
 
 
@@ -64,14 +64,14 @@ def test_examples_are_at_most_five_files(good):
         save_mask(good / "masks" / f"z{i}.png", [[9]], "P")
     (line,) = violations(run("check", good / "masks", *GOOD))
     assert "label 9" in line and "7 files" in line
-    assert line.count(".png (1 pixels)") == 5
+    assert line.count(".png (1 pixel)") == 5
 
 
 def test_allowed_values(good):
     save_mask(good / "masks" / "c.png", [[0, 254]], "P")
     (line,) = violations(run("check", good / "masks", "--allowed-values", "0-2,255"))
-    assert line.startswith("allowed-values: value 254 is not one of the allowed values: 1 pixels")
-    assert "c.png (1 pixels)" in line
+    assert line.startswith("allowed-values: value 254 is not one of the allowed values: 1 pixel")
+    assert "c.png (1 pixel)" in line
 
 
 def test_require_classes_by_name_and_id(good, tmp_path):
@@ -129,7 +129,7 @@ def test_drift_from_a_baseline(good, tmp_path):
 def test_unreadable_masks_are_violations_not_crashes(good):
     (good / "masks" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (line,) = violations(run("check", good / "masks", *GOOD))
-    assert line.startswith("readable: 1 files cannot be read; e.g. ")
+    assert line.startswith("readable: 1 file cannot be read; e.g. ")
     assert "broken.png (cannot read mask" in line
 
 
@@ -141,7 +141,7 @@ def test_json_format_for_machines(good):
     assert doc["ok"] is False and doc["files"] == 3
     (violation,) = doc["violations"]
     assert violation["rule"] == "num-classes"
-    assert violation["examples"] == [{"file": str(good / "masks" / "c.png"), "detail": "1 pixels"}]
+    assert violation["examples"] == [{"file": str(good / "masks" / "c.png"), "detail": "1 pixel"}]
 
 
 def test_check_usage_errors(good):

@@ -25,7 +25,7 @@ def test_scan_prints_one_json_document_and_a_table_on_stderr(tiny):
         "classweights", "method", "normalize", "missing", "params", "clip", "num_classes",
         "ignore_index", "map", "reduce_zero_label", "colors", "reading", "weights", "pos_weight",
         "classes",
-        "totals", "absent", "errors", "source",
+        "totals", "left_out", "absent", "errors", "source",
     ]  # fmt: skip
     assert doc["classweights"] == __version__
     assert (doc["method"], doc["normalize"], doc["missing"]) == ("median", "none", "zero")

@@ -102,12 +102,13 @@ def test_colours_become_ids_and_unknown_colours_are_tallied_or_ignored():
     assert counts.pixels.tolist() == [5, 2] and counts.ignored == 1
     assert counts.unexpected == {("colour", 0x123456): Unexpected(3, 1, [("c.png", 3)])}
     assert unexpected_summary(counts, spec).startswith(
-        "c.png: colour #123456 is not in the colour map (3 pixels in 1 files); add it"
+        "c.png: colour #123456 is not in the colour map (3 pixels in 1 file); add it"
     )
     lenient = LabelSpec(ignore_index=(255,), colors=colours, unknown_colors="ignore")
     counts = ClassCounts.zeros()
     counts.add_mask(histogram(*masks[0], colour=True), lenient, "c.png")
     assert counts.pixels.tolist() == [5, 2] and counts.ignored == 4 and not counts.unexpected
+    assert counts.unknown_colors == 3  # left out: among the 4 ignored
 
 
 def test_colour_mask_without_colour_map_is_an_error():

@@ -58,8 +58,8 @@ def test_unknown_colours_exit_3_listing_colour_count_and_file(colour_dir, tmp_pa
     assert_one_line_error(
         result,
         3,
-        "c.png: colour #010203 is not in the colour map (2 pixels in 1 files)",
-        "colour #090909 is not in the colour map (1 pixels in 1 files)",
+        "c.png: colour #010203 is not in the colour map (2 pixels in 1 file)",
+        "colour #090909 is not in the colour map (1 pixel in 1 file)",
         "--unknown-colors ignore",
     )
     doc = run_json(

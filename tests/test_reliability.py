@@ -613,7 +613,7 @@ def test_newline_in_a_file_name_never_splits_the_error_line(tmp_path):
     assert_one_line_error(result, 3, "a\\nb.png: cannot read mask")
     result = run("check", tmp_path, "--num-classes", 2)
     assert result.exit_code == 1
-    assert result.stdout.splitlines()[0].startswith("readable: 1 files cannot be read; e.g. ")
+    assert result.stdout.splitlines()[0].startswith("readable: 1 file cannot be read; e.g. ")
     assert "a\\nb.png (cannot read mask" in result.stdout
     assert len(result.stdout.splitlines()) == 2
     save_mask(tmp_path / "ok" / "tab\there.png", [[0, 255]], "L")
@@ -625,7 +625,7 @@ def test_check_reports_a_dangling_link_as_a_violation(masks, tmp_path):
     os.symlink(tmp_path / "nowhere.png", masks / "dangling.png")
     result = run("check", masks, "--num-classes", 2)
     assert result.exit_code == 1, result.stderr
-    assert result.stdout.startswith("readable: 1 files cannot be read; e.g. ")
+    assert result.stdout.startswith("readable: 1 file cannot be read; e.g. ")
     assert "dangling.png (cannot read mask: No such file or directory)" in result.stdout
     assert_one_line_error(run("scan", masks), 3, "dangling.png", "No such file or directory")
 

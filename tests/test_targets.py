@@ -93,12 +93,24 @@ def test_monai_drops_background(tiny):
     assert doc == {"include_background": False, "weight": report["weights"][1:]}
 
 
-def test_torchgeo_ignore_index_is_a_class_with_weight_0(tiny):
+def test_torchgeo_ignore_index_as_a_class_has_weight_0(tiny):
     doc, _ = target(tiny, "torchgeo", "--ignore-index", "0", "--map", "255:0", "-q")
     assert doc["num_classes"] == 3 and doc["ignore_index"] == 0
     assert doc["class_weights"][0] == 0 and all(w > 0 for w in doc["class_weights"][1:])
-    result = run("scan", tiny, "--ignore-index", "255", "--for", "torchgeo")
-    assert_one_line_error(result, 3, "class id in 0..2, not 255", "--map 255:3")
+    # Its "ce" and "focal" losses take 255 too; "jaccard" does not, which a note says.
+    report = weights_of(tiny, "--ignore-index", "255")
+    doc, err = target(tiny, "torchgeo", "--ignore-index", "255")
+    assert doc == {"num_classes": 3, "ignore_index": 255, "class_weights": report["weights"]}
+    assert "loss='jaccard' takes only a class id in 0..2" in " ".join(err.split())
+
+
+def test_monai_and_mmseg_say_what_their_losses_need(tiny):
+    _, err = target(tiny, "monai", "--ignore-index", "255")
+    assert "MaskedDiceLoss(...) with mask=(labels != 255)" in " ".join(err.split())
+    _, err = target(tiny, "mmseg", "--ignore-index", "255")
+    assert "--map 255:3 --ignore-index 3 --num-classes 4" in " ".join(err.split())
+    _, err = target(tiny, "mmseg", "--ignore-index", "0", "--map", "255:0")
+    assert "IndexError" not in err  # the ignore value is a class id already
 
 
 def test_keras_remaps_the_ignore_value_before_the_gather(tiny):

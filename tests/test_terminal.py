@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -221,3 +222,64 @@ def test_sizes_are_width_x_height():
 
     assert shape_text((4, 5)) == "5x4"  # numpy's (height, width)
     assert shape_text((3, 4, 5)) == "5x4x3"
+
+
+# check's violations: wrapped for a terminal, one line each in a pipe, JSON never.
+
+
+@pytest.fixture
+def out_of_range(tmp_path):
+    for n in range(3):
+        save_mask(tmp_path / "m" / f"mask_{n}.png", [[0, 5], [9, 9]])
+    return tmp_path / "m"
+
+
+def test_check_wraps_violations_with_examples_one_per_line_in_a_terminal(
+    out_of_range, monkeypatch
+):
+    import classweights.cli
+
+    monkeypatch.chdir(out_of_range.parent)  # paths as the user typed them: m/mask_0.png
+    args = ("check", "m", "--num-classes", "3")
+    piped = run(*args)
+    assert piped.exit_code == 1
+    assert piped.stdout.splitlines() == [
+        "num-classes: label 5 is outside 0..2 (--num-classes 3): 3 pixels in 3 files; e.g. "
+        "m/mask_0.png (1 pixel), m/mask_1.png (1 pixel), m/mask_2.png (1 pixel)",
+        "num-classes: label 9 is outside 0..2 (--num-classes 3): 6 pixels in 3 files; e.g. "
+        "m/mask_0.png (2 pixels), m/mask_1.png (2 pixels), m/mask_2.png (2 pixels)",
+        "2 violations in 3 masks",
+    ]  # in a pipe or a file: one line each, for grep
+
+    monkeypatch.setattr(classweights.cli, "_terminal_width", lambda: 40)
+    shown = run(*args)
+    assert shown.exit_code == 1
+    assert shown.stdout.splitlines() == [
+        "num-classes: label 5 is outside 0..2",
+        "    (--num-classes 3): 3 pixels in 3",
+        "    files",
+        "  m/mask_0.png (1 pixel)",
+        "  m/mask_1.png (1 pixel)",
+        "  m/mask_2.png (1 pixel)",
+        "num-classes: label 9 is outside 0..2",
+        "    (--num-classes 3): 6 pixels in 3",
+        "    files",
+        "  m/mask_0.png (2 pixels)",
+        "  m/mask_1.png (2 pixels)",
+        "  m/mask_2.png (2 pixels)",
+        "2 violations in 3 masks",
+    ]
+    as_json = run(*args, "--format", "json")  # never wrapped, terminal or not
+    assert json.loads(as_json.stdout)["violations"][0]["examples"][0]["detail"] == "1 pixel"
+    run(*args, "-o", "r.txt")
+    assert (out_of_range.parent / "r.txt").read_text() == piped.stdout
+
+
+def test_wrapping_never_cuts_a_path():
+    from classweights.checks import Violation
+    from classweights.display import wrapped_violations
+
+    path = "a/very/long/path/that/does/not/fit/in/twenty/columns.png"
+    text = wrapped_violations([Violation("readable", "1 file cannot be read", ((path, "x"),))],
+                              "1 violation in 1 mask", 20)  # fmt: skip
+    assert f"  {path}" in text.splitlines()
