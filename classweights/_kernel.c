@@ -14,8 +14,8 @@
  *     samples by their high byte, as Pillow reads them), runs of equal pixels into an
  *     open-addressing hash table.
  *
- * It returns (values, counts): two bytes objects of native int64, the distinct values (sorted
- * for tables, in table order for colours) and their pixel counts. The GIL is released around
+ * It returns (values, counts): two bytes objects of native int64, the distinct values
+ * (sorted) and their pixel counts. The GIL is released around
  * the loop. A filter type above 4 or a stream that is not exactly `height` rows raises
  * ValueError naming what is wrong.
  */
@@ -23,6 +23,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -511,8 +512,13 @@ static PyObject *pair_result(const int64_t *values, const int64_t *counts, size_
     return result;
 }
 
-/* Return (values, counts) of what `c` counted: sorted for gray and palette samples, in
- * table order for colours. */
+static int compare_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Return (values, counts) of what `c` counted, sorted by value. */
 static PyObject *counter_result(const Counter *c, size_t bpp)
 {
     size_t i, j, n = 0, most = bpp == 1 ? 256 : bpp == 2 ? 0 : c->colours.used;
@@ -536,8 +542,12 @@ static PyObject *counter_result(const Counter *c, size_t bpp)
                     values[n] = (int64_t)(i << 8 | j), counts[n++] = (int64_t)c->blocks[i][j];
     } else {
         for (i = 0; i <= c->colours.mask; i++)
-            if (c->colours.keys[i] != EMPTY)
-                values[n] = c->colours.keys[i], counts[n++] = (int64_t)c->colours.counts[i];
+            if (c->colours.keys[i] != EMPTY) values[n++] = (int64_t)c->colours.keys[i] << 32 | i;
+        qsort(values, n, sizeof *values, compare_i64); /* by colour; the slot rides below */
+        for (i = 0; i < n; i++) {
+            counts[i] = (int64_t)c->colours.counts[values[i] & 0xFFFFFFFF];
+            values[i] >>= 32;
+        }
     }
     result = pair_result(values, counts, n);
     PyMem_Free(values);
@@ -623,7 +633,191 @@ release:
     return result;
 }
 
+/* --- the layout of a PNG ----------------------------------------------------------------- */
+
+/* classweights._kernel.layout(data, crc32) walks the chunks of a PNG exactly as
+ * classweights.png.layout does in Python, with the same checks and the same messages (the
+ * tests hold the two to that): it returns None when data is not a PNG, else (width, height,
+ * depth, colour_type, interlaced, spans), spans the (start, end) offsets of the IDAT chunks'
+ * data; it raises ValueError with the message of the first thing wrong. Each chunk's CRC is
+ * computed by crc32 (libdeflate's, which is faster than any table a few lines long). */
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int is_letter(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* The chunk type as Python's bytes.decode("latin-1") gives it, for messages. */
+static PyObject *type_name(const uint8_t *kind)
+{
+    return PyUnicode_DecodeLatin1((const char *)kind, 4, NULL);
+}
+
+static PyObject *layout_error(const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    PyErr_FormatV(PyExc_ValueError, format, args);
+    va_end(args);
+    return NULL;
+}
+
+/* The header's values, checked as png._header checks them; NULL with ValueError if not. */
+static int check_header(const uint8_t *h, uint32_t *w, uint32_t *hgt, int *depth, int *type,
+                        int *interlace)
+{
+    static const int depths[7][5] = {{1, 2, 4, 8, 16}, {0}, {8, 16}, {1, 2, 4, 8}, {8, 16},
+                                     {0}, {8, 16}};
+    int k, ok = 0;
+    *w = be32(h);
+    *hgt = be32(h + 4);
+    *depth = h[8];
+    *type = h[9];
+    *interlace = h[12];
+    if (*w == 0 || *w > 0x7FFFFFFFu || *hgt == 0 || *hgt > 0x7FFFFFFFu) {
+        layout_error("has an invalid size %lux%lu in its IHDR header", (unsigned long)*w,
+                     (unsigned long)*hgt);
+        return 0;
+    }
+    if (*type > 6 || *type == 1 || *type == 5) {
+        layout_error("has an invalid colour type %d", *type);
+        return 0;
+    }
+    for (k = 0; k < 5; k++) ok |= depths[*type][k] == *depth && *depth;
+    if (!ok) {
+        layout_error("has an invalid bit depth %d for colour type %d", *depth, *type);
+        return 0;
+    }
+    if (h[10] || h[11] || *interlace > 1) {
+        layout_error("has an unknown compression, filter or interlace method (%d, %d, %d)",
+                     h[10], h[11], *interlace);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *layout(PyObject *self, PyObject *args)
+{
+    Py_buffer buffer;
+    PyObject *crc32, *spans = NULL, *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*O:layout", &buffer, &crc32)) return NULL;
+    const uint8_t *data = buffer.buf;
+    size_t size = (size_t)buffer.len, position = 8;
+    static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    uint32_t width = 0, height = 0;
+    int depth = 0, type = 0, interlace = 0, header = 0, palette = 0, after_data = 0;
+
+    if (size < 8 || memcmp(data, signature, 8) != 0) {
+        PyBuffer_Release(&buffer);
+        Py_RETURN_NONE;
+    }
+    if ((spans = PyList_New(0)) == NULL) goto done;
+    for (;;) {
+        if (position + 12 > size) {
+            layout_error("is truncated (it ends before its IEND chunk)");
+            goto done;
+        }
+        const uint8_t *chunk = data + position, *kind = chunk + 4;
+        uint32_t length = be32(chunk);
+        size_t end = position + 12 + (size_t)length;
+        if (length > 0x7FFFFFFFu || !is_letter(kind[0]) || !is_letter(kind[1]) ||
+            !is_letter(kind[2]) || !is_letter(kind[3])) {
+            PyObject *name = type_name(kind);
+            if (name) layout_error("has a damaged chunk at byte %zu (type %R)", position, name);
+            Py_XDECREF(name);
+            goto done;
+        }
+        if (end > size) {
+            layout_error("is truncated (in its %.4s chunk)", (const char *)kind);
+            goto done;
+        }
+        PyObject *view = PyMemoryView_FromMemory((char *)kind, (Py_ssize_t)length + 4, PyBUF_READ);
+        PyObject *computed = view ? PyObject_CallOneArg(crc32, view) : NULL;
+        Py_XDECREF(view);
+        if (computed == NULL) goto done;
+        unsigned long crc = PyLong_AsUnsignedLong(computed);
+        Py_DECREF(computed);
+        if (crc == (unsigned long)-1 && PyErr_Occurred()) goto done;
+        if (crc != be32(data + end - 4)) {
+            layout_error("has a damaged %.4s chunk (its CRC does not match)", (const char *)kind);
+            goto done;
+        }
+        if (!header && memcmp(kind, "IHDR", 4) != 0) {
+            layout_error("has a %.4s chunk before its IHDR header", (const char *)kind);
+            goto done;
+        }
+        if (memcmp(kind, "IHDR", 4) == 0) {
+            if (header) {
+                layout_error("has a second IHDR header");
+                goto done;
+            }
+            if (length != 13) {
+                layout_error("has an IHDR header of %lu bytes, not 13", (unsigned long)length);
+                goto done;
+            }
+            if (!check_header(chunk + 8, &width, &height, &depth, &type, &interlace)) goto done;
+            header = 1;
+        } else if (memcmp(kind, "IDAT", 4) == 0) {
+            if (after_data) {
+                layout_error("has IDAT chunks that are not consecutive");
+                goto done;
+            }
+            if (type == 3 && !palette) {
+                layout_error("is a palette image without a PLTE chunk before its image data");
+                goto done;
+            }
+            PyObject *span = Py_BuildValue("(nn)", (Py_ssize_t)position + 8, (Py_ssize_t)end - 4);
+            if (span == NULL || PyList_Append(spans, span) < 0) {
+                Py_XDECREF(span);
+                goto done;
+            }
+            Py_DECREF(span);
+        } else if (memcmp(kind, "IEND", 4) == 0) {
+            break; /* what follows IEND is not part of the PNG */
+        } else {
+            after_data = PyList_GET_SIZE(spans) > 0;
+            if (memcmp(kind, "PLTE", 4) == 0) {
+                if (PyList_GET_SIZE(spans) > 0) {
+                    layout_error("has a PLTE chunk after its image data");
+                    goto done;
+                }
+                if (palette) {
+                    layout_error("has a second PLTE chunk");
+                    goto done;
+                }
+                if (!length || length % 3 || length > 768) {
+                    layout_error("has a PLTE chunk of %lu bytes", (unsigned long)length);
+                    goto done;
+                }
+                palette = 1;
+            } else if ((kind[0] & 0x20) == 0) { /* upper case: a decoder must understand it */
+                layout_error("has an unknown critical chunk %.4s", (const char *)kind);
+                goto done;
+            }
+        }
+        position = end;
+    }
+    if (PyList_GET_SIZE(spans) == 0)
+        layout_error("has no image data (no IDAT chunk)");
+    else
+        result = Py_BuildValue("(kkiiOO)", (unsigned long)width, (unsigned long)height, depth,
+                               type, interlace ? Py_True : Py_False, spans);
+done:
+    Py_XDECREF(spans);
+    PyBuffer_Release(&buffer);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"layout", layout, METH_VARARGS,
+     "layout(data, crc32) -> None or (width, height, depth, colour_type, interlaced, spans)\n\n"
+     "Walk a PNG's chunks as classweights.png.layout does; spans: the IDAT data's offsets."},
     {"count", count, METH_VARARGS,
      "count(stream, width, height, depth, colour_type) -> (values, counts)\n\n"
      "Undo the row filters of an inflated, non-interlaced PNG stream and count its pixels.\n"

@@ -1469,7 +1469,7 @@ def main() -> None:
 
     Ctrl-C at any moment exits 130 with "interrupted" on stderr, never a traceback: here it
     raises `Interrupted`, which ends the workers and removes a half-written output on its way
-    out. (The console script, ``classweights_entry``, covers the imports before this.)
+    out. (``classweights.__main__`` covers the imports before this.)
     """
     code: int | None = 0
     try:

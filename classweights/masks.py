@@ -85,21 +85,37 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     would fill the memory. The file is opened without blocking (a FIFO's open waits for a
     writer) and refused with `NotRegularFile` unless ``fstat`` says it is a regular file.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    descriptor = os.open(path, flags)
+    descriptor, _ = _open_regular(path)
+    return os.fdopen(descriptor, "rb", buffering=0)
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_regular(path: str | os.PathLike) -> tuple[int, int]:
+    """Return a descriptor of the regular file ``path`` and its size (see `open_regular`)."""
+    descriptor = os.open(path, _OPEN_FLAGS)
     try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             raise NotRegularFile(os.fsdecode(path))
-        return os.fdopen(descriptor, "rb", buffering=0)
+        return descriptor, status.st_size
     except BaseException:
         os.close(descriptor)
         raise
 
 
 def read_file(path: str | os.PathLike) -> bytes:
-    """Return all the bytes of the regular file ``path`` (see `open_regular`)."""
-    with open_regular(path) as file:
-        return file.read()  # unbuffered: one read of the whole file
+    """Return all the bytes of the regular file ``path`` (see `open_regular`): read at its
+    size, then until a read returns nothing (as ``FileIO.readall`` does, without the object)."""
+    descriptor, size = _open_regular(path)
+    try:
+        parts: list[bytes] = []
+        while part := os.read(descriptor, size + 1 if not parts else 1 << 16):
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(descriptor)
 
 
 def check_size(path: object, pixels: int, size: str, options: ReadOptions) -> None:
@@ -561,9 +577,14 @@ _ARRAY_READERS: dict[str, Callable[[str, ReadOptions], np.ndarray]] = {
 }
 
 
+_ARRAY_SUFFIXES = tuple(_ARRAY_READERS)
+
+
 def _array_reader(path: str) -> Callable[[str, ReadOptions], np.ndarray] | None:
     name = sources.leaf(path).lower()
-    return next((r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix)), None)
+    if not name.endswith(_ARRAY_SUFFIXES):  # the common case, a PNG, in one call
+        return None
+    return next(r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix))
 
 
 def _array_histogram(array: np.ndarray, path: object, colour: bool = False) -> Histogram:

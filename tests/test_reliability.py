@@ -36,7 +36,7 @@ def command(*args: object, **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.run(
-        [sys.executable, "-m", "classweights_entry", *map(str, args)],
+        [sys.executable, "-m", "classweights", *map(str, args)],
         text=True,
         timeout=60,
         cwd=REPO,
@@ -289,7 +289,7 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "classweights_entry",
+                "classweights",
                 "scan",
                 "sample_masks",
                 "-o",
