@@ -665,10 +665,10 @@ def cli() -> None:
 
 def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan: a per-image file the scan could not write would cost a whole scan.
-    from . import per_image
-
     if value is None:
         return None
+    from . import per_image
+
     try:
         parquet = per_image.file_format(value) == ".parquet"
     except ValueError as error:

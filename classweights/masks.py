@@ -14,7 +14,6 @@ import os
 import re
 import stat
 import struct
-import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -65,7 +64,6 @@ _READ_ERRORS = (
     KeyError,
     struct.error,
     zlib.error,
-    zipfile.BadZipFile,
 )
 
 
@@ -533,18 +531,24 @@ def _parse_npy(stream: IO[bytes], path: str, options: ReadOptions) -> np.ndarray
 
 
 def _read_npz(path: str, options: ReadOptions) -> np.ndarray:
-    with zipfile.ZipFile(io.BytesIO(sources.read_bytes(path, options))) as archive:
-        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-        npz_key = options.npz_key
-        if npz_key is None and len(members) == 1:
-            (npz_key,) = members
-        if npz_key not in members:
-            wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
-            raise MaskError(
-                path, f"holds {wanted}; choose one of {', '.join(sorted(members))} with npz_key"
-            )
-        with archive.open(members[npz_key]) as member:
-            return _parse_npy(member, path, options)  # its header held to --max-pixels first
+    import zipfile  # here: a scan of PNGs does not pay for its import
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(sources.read_bytes(path, options))) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            npz_key = options.npz_key
+            if npz_key is None and len(members) == 1:
+                (npz_key,) = members
+            if npz_key not in members:
+                wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
+                raise MaskError(
+                    path,
+                    f"holds {wanted}; choose one of {', '.join(sorted(members))} with npz_key",
+                )
+            with archive.open(members[npz_key]) as member:
+                return _parse_npy(member, path, options)  # its header held to --max-pixels
+    except zipfile.BadZipFile as error:
+        raise ValueError(str(error)) from None  # one of _READ_ERRORS: "cannot read mask: ..."
 
 
 def _read_nifti(path: str, options: ReadOptions) -> np.ndarray:

@@ -37,10 +37,10 @@ from .masks import (
     pair_regions,
     read_histogram,
 )
-from .per_image import InOrder, Row, TaskRows
 
 if TYPE_CHECKING:
     from .cache import HistogramCache
+    from .per_image import Row, TaskRows
 
 #: ``progress(done, total)``: masks counted so far, out of the masks listed so far (the
 #: listing streams, so ``total`` grows until it is complete).
@@ -382,7 +382,11 @@ def count_task(task: Task) -> TaskResult:
     started = time.perf_counter()
     tally = _Tally(task.spec)
     kept: list[tuple[MaskFile, Histogram]] | None = [] if task.keep else None
-    rows = TaskRows(task.index) if task.per_image else None
+    rows = None
+    if task.per_image:  # per_image.py is imported only by the scans that ask for rows
+        from .per_image import TaskRows
+
+        rows = TaskRows(task.index)
     for mask in task.masks:
         try:
             histogram = read_histogram(mask, task.options)
@@ -475,7 +479,11 @@ def count_masks(
                 progress(done, listed)
 
     counts = ClassCounts.zeros(spec.num_classes or 0)
-    in_order = InOrder(rows) if rows else None  # tasks finish in any order; rows go in order
+    in_order = None
+    if rows:  # tasks finish in any order; rows go in order
+        from .per_image import InOrder
+
+        in_order = InOrder(rows)
     with contextlib.ExitStack() as stack:
         todo: Iterator[MaskFile] = listing()
         if executor is None:

@@ -262,16 +262,16 @@ def walk(root: str, pattern: str | None = None) -> Iterator[MaskFile]:
         except OSError as error:  # unreadable, a path too long, gone since it was listed
             raise InputError(f"{error.filename}: cannot read folder: {error.strerror}") from None
 
-    stack = [(root, "", entries(root))]
+    stack = [(os.path.join(root, ""), "", entries(root))]  # a folder's path ends in "/"
     while stack:
         folder, prefix, names = stack[-1]
         key = next(names, None)
         if key is None:
             stack.pop()
             continue
-        path = os.path.join(folder, key)
+        path = folder + key
         if key[-1] == "/":
-            stack.append((path[:-1], prefix + key, entries(path[:-1])))
+            stack.append((path, prefix + key, entries(path[:-1])))
         elif wanted(key, prefix + key):
             mask = _local_file(path, prefix + key, in_folder=True)
             if mask is not None:
