@@ -28,6 +28,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #if defined(__GNUC__)
 #define INLINE static inline __attribute__((always_inline))
@@ -86,11 +89,26 @@ INLINE int byte_at(const uint8_t *a, const uint8_t *b, size_t i, size_t bpp, con
 }
 
 /* The first byte k in [i, n) that `what` looks for, else n. Flat stretches, most of a mask,
- * cost one branch every 32 bytes; each event one branch that the processor cannot predict,
- * which is what a row costs. */
+ * cost one branch every 16 or 8 bytes; each event one branch that the processor cannot
+ * predict, which is most of what a row costs. */
 INLINE size_t next_event(const uint8_t *a, const uint8_t *b, size_t i, size_t n, size_t bpp,
                          const int what)
 {
+#if defined(__SSE2__) && defined(__GNUC__)
+    /* Sixteen bytes at a time where SSE2 is there (every x86-64): a fifth to a quarter
+     * faster on large masks and colour masks (bench/run.py). */
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(a + i));
+        __m128i y = what == CHANGES ? _mm_loadu_si128((const __m128i *)(a + i - bpp))
+                                    : _mm_setzero_si128();
+        __m128i same = _mm_cmpeq_epi8(x, y);
+        if (what == EVENTS)
+            same = _mm_and_si128(same, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(b + i)),
+                                                      _mm_loadu_si128((const __m128i *)(b + i - bpp))));
+        unsigned differ = (unsigned)_mm_movemask_epi8(same) ^ 0xFFFFu;
+        if (differ) return i + (size_t)__builtin_ctz(differ);
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         uint64_t w = word_at(a, b, i, bpp, what);
         if (w) return i + first_byte(w);
