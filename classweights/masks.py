@@ -371,19 +371,15 @@ def _png_histogram(layout: png.Layout, path: str, options: ReadOptions) -> Histo
         values, counts = png.count(layout, raw)
         colour = layout.colour_type in png.COLOUR_TYPES
         return Histogram(values, counts, colour=colour, shape=(layout.height, layout.width))
-    lines = png.unfiltered(layout, raw)
-    if lines is None:
-        return None  # Pillow decodes it faster than numpy would undo its row filters
-    if layout.depth == 16:
-        samples = lines[:, 1:].view(">u2")
-        step = _block_rows(layout.width)
-        blocks = (samples[top : top + step] for top in range(0, layout.height, step))
-        return replace(_u16_histogram(blocks), shape=(layout.height, layout.width))
-    values, counts = _count(lines.reshape(-1))  # one contiguous buffer, filter bytes and all
-    counts[0] -= lines.shape[0]  # the filter bytes, all 0, one a row
-    if not counts[0]:
-        values, counts = values[1:], counts[1:]
-    return Histogram(values, counts, shape=(layout.height, layout.width))
+    rows = png.rebuilt(layout, raw)
+    if rows is None:
+        return None  # Average or Paeth rows: Pillow undoes them faster than numpy would
+    shape = (layout.height, layout.width)
+    samples = rows.view(">u2") if layout.depth == 16 else rows
+    step = _block_rows(layout.width)  # no full-size copy of a large mask's samples
+    parts = [Histogram(*_count(samples[top : top + step].reshape(-1)))
+             for top in range(0, layout.height, step)]  # fmt: skip
+    return replace(parts[0] if len(parts) == 1 else _sum_histograms(parts), shape=shape)
 
 
 #: A 16-bit mask is counted a block of rows of about this many pixels at a time, so that a
@@ -555,9 +551,7 @@ def _read_nifti(path: str, options: ReadOptions) -> np.ndarray:
     try:
         import nibabel
     except ImportError:
-        raise MaskError(
-            path, "reading NIfTI volumes needs nibabel: pip install nibabel"
-        ) from None
+        raise MaskError(path, "reading NIfTI volumes needs nibabel: pip install nibabel") from None
     import gzip
 
     data = sources.read_bytes(path, options)  # read, not memory-mapped (see _read_npy)

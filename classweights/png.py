@@ -10,10 +10,11 @@ header declares: Pillow would pad the missing rows with zeros and count them as 
 
 `count` then hands the scanlines to ``classweights._kernel`` (C, built by ``pip install``
 where a compiler is found), which undoes each row's filter (PNG specification, section 9)
-and counts the row in the same pass. Without the kernel (`KERNEL` is None), `unfiltered`
-gives the rows of an 8- or 16-bit gray or palette PNG whose rows are all stored unfiltered
-(Pillow and libpng write palette masks so), which numpy counts; every other PNG is decoded
-by Pillow, after the checks here, which is faster than rebuilding filtered rows with numpy.
+and counts the row in the same pass. Without the kernel (`KERNEL` is None), `rebuilt`
+rebuilds with numpy the rows of an 8- or 16-bit gray or palette PNG stored unfiltered or
+with the Sub or Up filter (palette writers, OpenCV), which numpy counts; every other PNG is
+decoded by Pillow, after the checks here: Pillow undoes Average and Paeth rows faster than
+numpy could.
 """
 
 from __future__ import annotations
@@ -274,12 +275,14 @@ def _kernel_count(
     return np.frombuffer(values, np.int64), np.frombuffer(counts, np.int64)
 
 
-def unfiltered(layout: Layout, raw: bytes) -> np.ndarray | None:
-    """Return the scanlines of an 8- or 16-bit gray or palette PNG whose rows are all stored
-    unfiltered, as a (height, 1 + bytes a row) uint8 array whose column 0 (the filter bytes)
-    is all 0: its other bytes are then the pixels (16-bit ones big-endian).
+def rebuilt(layout: Layout, raw: bytes) -> np.ndarray | None:
+    """Return the pixel bytes of an 8- or 16-bit gray or palette PNG whose rows are stored
+    unfiltered or with the Sub or Up filter (what OpenCV, libpng's fast settings and palette
+    writers produce), rebuilt with numpy: a (height, bytes a row) uint8 array, 16-bit samples
+    big-endian. For the pure path; the kernel undoes every filter.
 
-    None: another kind of PNG, or rows that need their filters undone.
+    None: another kind of PNG, or Average or Paeth rows, whose every byte waits for the one
+    on its left (Pillow undoes those faster than numpy could).
     """
     if (
         layout.interlaced
@@ -288,4 +291,41 @@ def unfiltered(layout: Layout, raw: bytes) -> np.ndarray | None:
     ):
         return None
     lines = np.frombuffer(raw, np.uint8).reshape(layout.height, -1)
-    return None if lines[:, 0].any() else lines
+    kinds = lines[:, 0]
+    if not kinds.any():
+        return lines[:, 1:]  # all stored as they are
+    if kinds.max() > 2:
+        return None
+    rows = lines[:, 1:].copy()
+    # Sub (section 9.2): a byte adds the one a pixel to its left, a running sum along each
+    # lane of the row; rows of None and Sub need nothing from the row above.
+    sub = np.flatnonzero(kinds == 1)
+    if sub.size:
+        part = rows if sub.size == len(rows) else rows[sub]  # OpenCV writes every row Sub
+        lanes = layout.depth // 8
+        for lane in range(lanes):
+            part[:, lane::lanes] = _running_sums(part[:, lane::lanes])
+        rows[sub] = part
+    # Up: a row adds the one above, a running sum down each run of Up rows from the rebuilt
+    # row before it (uint8 sums wrap around, as the filters' arithmetic does).
+    up = np.flatnonzero(kinds == 2)
+    if up.size:
+        breaks = np.flatnonzero(np.diff(up) > 1)
+        for start, end in zip(up[np.r_[0, breaks + 1]], up[np.r_[breaks, len(up) - 1]] + 1):
+            run = np.cumsum(rows[start:end], axis=0, dtype=np.uint8)
+            rows[start:end] = run + rows[start - 1] if start else run
+    return rows
+
+
+def _running_sums(residuals: np.ndarray) -> np.ndarray:
+    """Return the running sums (mod 256) along each row of a 2-D uint8 array, from its
+    non-zero entries alone: a mask's residuals are 0 but at its edges, and numpy's cumsum
+    would take a step for every byte (four times longer here)."""
+    height, width = residuals.shape
+    flat = np.ascontiguousarray(residuals).reshape(-1)
+    at = np.flatnonzero(flat)
+    sums = np.cumsum(flat[at], dtype=np.uint8)  # the sum over the whole array, at each edge
+    spread = np.repeat(np.r_[np.uint8(0), sums], np.diff(np.r_[0, at, flat.size]))
+    total = spread.reshape(height, width)
+    total -= np.r_[np.uint8(0), total[:-1, -1]][:, None]  # less what the rows above carried in
+    return total
