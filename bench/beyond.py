@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from run import SCAN_CODE  # reports the peak memory of a scan's main process and workers
 
 SEED = 20261129
 GENERATOR_VERSION = 1
@@ -38,17 +39,6 @@ MASKS, SIZE = 2000, 512  # the reference set: 2,000 masks of 512x512
 CACHE_COPIES = 10  # 20,000 masks: hard links to the reference set
 TINY_COUNTS = (20_000, 200_000)
 CHANGED = 0.01  # the share of masks changed between a cached scan and the next
-
-#: Runs ``python -m classweights ARGS...`` and reports the main process's peak memory (KiB)
-#: on stderr, after a marker.
-MARKER = "beyond-maxrss"
-SCAN_CODE = f"""
-import resource, runpy, sys
-try:
-    runpy.run_module("classweights", run_name="__main__", alter_sys=True)
-finally:
-    print("{MARKER}", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-"""
 
 
 def log(message: str) -> None:
@@ -126,7 +116,8 @@ def scan(directory: Path, *options: str) -> tuple[float, int]:
     lines = done.stderr.splitlines()
     if done.returncode != 0:
         raise RuntimeError(f"scan {directory} {' '.join(options)} failed: {lines[:1]}")
-    return seconds, int(lines[-1].split()[-1])
+    _, main, _ = lines[-1].split()  # the marker, main process, largest worker
+    return seconds, int(main)
 
 
 def interleaved(runs: int, *measures: Callable[[], float]) -> list[float]:

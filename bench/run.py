@@ -227,19 +227,24 @@ def work(paths):
 
 #: Runs ``python -m classweights ARGS...`` exactly as -m does, then reports peak memory on
 #: stderr: RUSAGE_SELF is the main process, RUSAGE_CHILDREN the largest reaped worker (Linux
-#: keeps the maximum over reaped children, not the sum).
+#: keeps the maximum over reaped children, not the sum). The report is an exit handler: the
+#: command line ends its process without the interpreter's teardown, after running those.
 RUSAGE_MARKER = "bench-maxrss"
 SCAN_CODE = f"""
+import atexit
 import resource
 import runpy
 import sys
 
-try:
-    runpy.run_module("classweights", run_name="__main__", alter_sys=True)
-finally:
+
+def peak():
     main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print("{RUSAGE_MARKER}", main, worker, file=sys.stderr)
+    print("{RUSAGE_MARKER}", main, worker, file=sys.stderr, flush=True)
+
+
+atexit.register(peak)
+runpy.run_module("classweights", run_name="__main__", alter_sys=True)
 """
 
 

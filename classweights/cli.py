@@ -666,10 +666,10 @@ def cli() -> None:
 
 def _check_per_image(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan: a per-image file the scan could not write would cost a whole scan.
-    from . import per_image
-
     if value is None:
         return None
+    from . import per_image
+
     try:
         parquet = per_image.file_format(value) == ".parquet"
     except ValueError as error:
@@ -1490,7 +1490,7 @@ def main() -> None:
 
     Ctrl-C at any moment exits 130 with "interrupted" on stderr, never a traceback: here it
     raises `Interrupted`, which ends the workers and removes a half-written output on its way
-    out. (The console script, ``classweights_entry``, covers the imports before this.)
+    out. (``classweights.__main__`` covers the imports before this.)
     """
     code: int | None = 0
     try:

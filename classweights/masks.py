@@ -14,7 +14,6 @@ import os
 import re
 import stat
 import struct
-import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -65,7 +64,6 @@ _READ_ERRORS = (
     KeyError,
     struct.error,
     zlib.error,
-    zipfile.BadZipFile,
 )
 
 
@@ -85,21 +83,37 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     would fill the memory. The file is opened without blocking (a FIFO's open waits for a
     writer) and refused with `NotRegularFile` unless ``fstat`` says it is a regular file.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    descriptor = os.open(path, flags)
+    descriptor, _ = _open_regular(path)
+    return os.fdopen(descriptor, "rb", buffering=0)
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_regular(path: str | os.PathLike) -> tuple[int, int]:
+    """Return a descriptor of the regular file ``path`` and its size (see `open_regular`)."""
+    descriptor = os.open(path, _OPEN_FLAGS)
     try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             raise NotRegularFile(os.fsdecode(path))
-        return os.fdopen(descriptor, "rb", buffering=0)
+        return descriptor, status.st_size
     except BaseException:
         os.close(descriptor)
         raise
 
 
 def read_file(path: str | os.PathLike) -> bytes:
-    """Return all the bytes of the regular file ``path`` (see `open_regular`)."""
-    with open_regular(path) as file:
-        return file.read()  # unbuffered: one read of the whole file
+    """Return all the bytes of the regular file ``path`` (see `open_regular`): read at its
+    size, then until a read returns nothing (as ``FileIO.readall`` does, without the object)."""
+    descriptor, size = _open_regular(path)
+    try:
+        parts: list[bytes] = []
+        while part := os.read(descriptor, size + 1 if not parts else 1 << 16):
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(descriptor)
 
 
 def check_size(path: object, pixels: int, size: str, options: ReadOptions) -> None:
@@ -392,19 +406,15 @@ def _png_histogram(layout: png.Layout, path: str, options: ReadOptions) -> Histo
         values, counts = png.count(layout, raw)
         colour = layout.colour_type in png.COLOUR_TYPES
         return Histogram(values, counts, colour=colour, shape=(layout.height, layout.width))
-    lines = png.unfiltered(layout, raw)
-    if lines is None:
-        return None  # Pillow decodes it faster than numpy would undo its row filters
-    if layout.depth == 16:
-        samples = lines[:, 1:].view(">u2")
-        step = _block_rows(layout.width)
-        blocks = (samples[top : top + step] for top in range(0, layout.height, step))
-        return replace(_u16_histogram(blocks), shape=(layout.height, layout.width))
-    values, counts = _count(lines.reshape(-1))  # one contiguous buffer, filter bytes and all
-    counts[0] -= lines.shape[0]  # the filter bytes, all 0, one a row
-    if not counts[0]:
-        values, counts = values[1:], counts[1:]
-    return Histogram(values, counts, shape=(layout.height, layout.width))
+    rows = png.rebuilt(layout, raw)
+    if rows is None:
+        return None  # Average or Paeth rows: Pillow undoes them faster than numpy would
+    shape = (layout.height, layout.width)
+    samples = rows.view(">u2") if layout.depth == 16 else rows
+    step = _block_rows(layout.width)  # no full-size copy of a large mask's samples
+    parts = [Histogram(*_count(samples[top : top + step].reshape(-1)))
+             for top in range(0, layout.height, step)]  # fmt: skip
+    return replace(parts[0] if len(parts) == 1 else _sum_histograms(parts), shape=shape)
 
 
 #: A 16-bit mask is counted a block of rows of about this many pixels at a time, so that a
@@ -552,27 +562,31 @@ def _parse_npy(stream: IO[bytes], path: str, options: ReadOptions) -> np.ndarray
 
 
 def _read_npz(path: str, options: ReadOptions) -> np.ndarray:
-    with zipfile.ZipFile(io.BytesIO(sources.read_bytes(path, options))) as archive:
-        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-        npz_key = options.npz_key
-        if npz_key is None and len(members) == 1:
-            (npz_key,) = members
-        if npz_key not in members:
-            wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
-            raise MaskError(
-                path, f"holds {wanted}; choose one of {', '.join(sorted(members))} with npz_key"
-            )
-        with archive.open(members[npz_key]) as member:
-            return _parse_npy(member, path, options)  # its header held to --max-pixels first
+    import zipfile  # here: a scan of PNGs does not pay for its import
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(sources.read_bytes(path, options))) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            npz_key = options.npz_key
+            if npz_key is None and len(members) == 1:
+                (npz_key,) = members
+            if npz_key not in members:
+                wanted = f"no array {npz_key!r}" if npz_key else "several arrays"
+                raise MaskError(
+                    path,
+                    f"holds {wanted}; choose one of {', '.join(sorted(members))} with npz_key",
+                )
+            with archive.open(members[npz_key]) as member:
+                return _parse_npy(member, path, options)  # its header held to --max-pixels
+    except zipfile.BadZipFile as error:
+        raise ValueError(str(error)) from None  # one of _READ_ERRORS: "cannot read mask: ..."
 
 
 def _read_nifti(path: str, options: ReadOptions) -> np.ndarray:
     try:
         import nibabel
     except ImportError:
-        raise MaskError(
-            path, "reading NIfTI volumes needs nibabel: pip install nibabel"
-        ) from None
+        raise MaskError(path, "reading NIfTI volumes needs nibabel: pip install nibabel") from None
     import gzip
 
     data = sources.read_bytes(path, options)  # read, not memory-mapped (see _read_npy)
@@ -596,9 +610,14 @@ _ARRAY_READERS: dict[str, Callable[[str, ReadOptions], np.ndarray]] = {
 }
 
 
+_ARRAY_SUFFIXES = tuple(_ARRAY_READERS)
+
+
 def _array_reader(path: str) -> Callable[[str, ReadOptions], np.ndarray] | None:
     name = sources.leaf(path).lower()
-    return next((r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix)), None)
+    if not name.endswith(_ARRAY_SUFFIXES):  # the common case, a PNG, in one call
+        return None
+    return next(r for suffix, r in _ARRAY_READERS.items() if name.endswith(suffix))
 
 
 def _array_histogram(array: np.ndarray, path: object, colour: bool = False) -> Histogram:

@@ -155,6 +155,7 @@ class ChannelCounts:
     several: int = 0
     not_one_hot: int = 0
     examples: list[tuple[str, int]] = field(default_factory=list)
+    first: str | None = None  # a mask's path, to name in messages
 
     @classmethod
     def zeros(cls, classes: int) -> ChannelCounts:
@@ -172,6 +173,7 @@ class ChannelCounts:
         self.images += positives > 0
         self.pixels += channels.shape[1]
         self.files += 1
+        self.first = self.first or path
         no_class, several = int((held == 0).sum()), int((held > 1).sum())
         self.no_class += no_class
         self.several += several
@@ -181,9 +183,10 @@ class ChannelCounts:
 
     def __add__(self, other: ChannelCounts) -> ChannelCounts:
         if len(self.positives) != len(other.positives) and self.files and other.files:
-            raise InputError(
-                f"masks with {len(self.positives)} and {len(other.positives)} classes; "
-                "every mask must hold the same classes"
+            raise MaskError(
+                str(other.first),
+                f"has {len(other.positives)} classes but {self.first} has "
+                f"{len(self.positives)}; every mask must hold the same classes",
             )
         if not self.files:
             return other
@@ -198,6 +201,7 @@ class ChannelCounts:
             self.several + other.several,
             self.not_one_hot + other.not_one_hot,
             sorted(self.examples + other.examples)[:MAX_EXAMPLES],
+            self.first,
         )
 
 

@@ -10,10 +10,11 @@ header declares: Pillow would pad the missing rows with zeros and count them as 
 
 `count` then hands the scanlines to ``classweights._kernel`` (C, built by ``pip install``
 where a compiler is found), which undoes each row's filter (PNG specification, section 9)
-and counts the row in the same pass. Without the kernel (`KERNEL` is None), `unfiltered`
-gives the rows of an 8- or 16-bit gray or palette PNG whose rows are all stored unfiltered
-(Pillow and libpng write palette masks so), which numpy counts; every other PNG is decoded
-by Pillow, after the checks here, which is faster than rebuilding filtered rows with numpy.
+and counts the row in the same pass. Without the kernel (`KERNEL` is None), `rebuilt`
+rebuilds with numpy the rows of an 8- or 16-bit gray or palette PNG stored unfiltered or
+with the Sub or Up filter (palette writers, OpenCV), which numpy counts; every other PNG is
+decoded by Pillow, after the checks here: Pillow undoes Average and Paeth rows faster than
+numpy could.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ._native import KERNEL
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _CHUNK = struct.Struct(">I4s")  # length, type
+_CRC = struct.Struct(">I")
 # width, height, bit depth, colour type, compression, filter method, interlace method
 _IHDR = struct.Struct(">IIBBBBB")
 _GRAY, _RGB, _PALETTE, GRAY_ALPHA, _RGBA = 0, 2, 3, 4, 6
@@ -77,14 +79,40 @@ def layout(data: bytes) -> Layout | None:
     """Return the header and the image stream of PNG ``data``; None if ``data`` is not a PNG.
 
     Raises `PNGError` when it is a PNG that a conforming decoder would refuse, or read as
-    something else than what Pillow reads: see the module's docstring.
+    something else than what Pillow reads: see the module's docstring. The kernel walks the
+    chunks where it is built (`walk` in C: the same checks, the same messages).
     """
+    if KERNEL is None:
+        found = walk(data)
+    else:
+        try:
+            found = KERNEL.layout(data, deflate.crc32)
+        except ValueError as error:
+            raise PNGError(str(error)) from None
+    if found is None:
+        return None
+    width, height, depth, colour_type, interlaced, spans = found
+    view = memoryview(data)
+    if len(spans) == 1:
+        stream: bytes | memoryview = view[spans[0][0] : spans[0][1]]
+    else:
+        stream = b"".join(view[start:end] for start, end in spans)
+    return Layout(width, height, depth, colour_type, interlaced, stream)
+
+
+Walk = tuple[int, int, int, int, bool, list[tuple[int, int]]]
+
+
+def walk(data: bytes) -> Walk | None:
+    """Walk the chunks of ``data``: None if it is not a PNG, else its width, height, bit
+    depth, colour type, whether it is interlaced, and the (start, end) offsets of its IDAT
+    chunks' data. Raises `PNGError` for the first thing a conforming decoder would refuse."""
     if not data.startswith(SIGNATURE):
         return None
     view = memoryview(data)
     header = None
     palette = False
-    streams: list[memoryview] = []
+    spans: list[tuple[int, int]] = []
     after_data = False  # a chunk other than IDAT came after the image data
     position = len(SIGNATURE)
     while True:
@@ -92,15 +120,14 @@ def layout(data: bytes) -> Layout | None:
             raise PNGError("is truncated (it ends before its IEND chunk)")
         length, kind = _CHUNK.unpack_from(data, position)
         end = position + 12 + length
-        name = kind.decode("latin-1")
         if length > _MAX_LENGTH or not kind.isalpha():
+            name = kind.decode("latin-1")
             raise PNGError(f"has a damaged chunk at byte {position} (type {name!r})")
+        name = kind.decode("ascii")
         if end > len(data):
             raise PNGError(f"is truncated (in its {name} chunk)")
-        stored = int.from_bytes(view[end - 4 : end], "big")
-        if deflate.crc32(view[position + 4 : end - 4]) != stored:
+        if deflate.crc32(view[position + 4 : end - 4]) != _CRC.unpack_from(data, end - 4)[0]:
             raise PNGError(f"has a damaged {name} chunk (its CRC does not match)")
-        body = view[position + 8 : end - 4]
         if header is None and kind != b"IHDR":
             raise PNGError(f"has a {name} chunk before its IHDR header")
         if kind == b"IHDR":
@@ -108,19 +135,19 @@ def layout(data: bytes) -> Layout | None:
                 raise PNGError("has a second IHDR header")
             if length != _IHDR.size:
                 raise PNGError(f"has an IHDR header of {length} bytes, not 13")
-            header = _header(_IHDR.unpack_from(body))
+            header = _header(_IHDR.unpack_from(data, position + 8))
         elif kind == b"IDAT":
             if after_data:
                 raise PNGError("has IDAT chunks that are not consecutive")
-            if header is not None and header[3] == _PALETTE and not palette:  # header: w, h, depth, type
+            if header is not None and header[3] == _PALETTE and not palette:  # w, h, depth, type
                 raise PNGError("is a palette image without a PLTE chunk before its image data")
-            streams.append(body)
+            spans.append((position + 8, end - 4))
         elif kind == b"IEND":
             break  # what follows IEND is not part of the PNG
         else:
-            after_data = bool(streams)
+            after_data = bool(spans)
             if kind == b"PLTE":
-                if streams:
+                if spans:
                     raise PNGError("has a PLTE chunk after its image data")
                 if palette:
                     raise PNGError("has a second PLTE chunk")
@@ -130,10 +157,9 @@ def layout(data: bytes) -> Layout | None:
             elif kind[0] & 0x20 == 0:  # upper case: a chunk that a decoder must understand
                 raise PNGError(f"has an unknown critical chunk {name}")
         position = end
-    if not streams:
-        raise PNGError("has no image data (no IDAT chunk)")
-    assert header is not None  # IDAT before IHDR was refused above
-    return Layout(*header, streams[0] if len(streams) == 1 else b"".join(streams))
+    if not spans or header is None:
+        raise PNGError("has no image data (no IDAT chunk)")  # IDAT before IHDR: refused above
+    return (*header, spans)
 
 
 def _header(header: tuple[int, ...]) -> tuple[int, int, int, int, bool]:
@@ -156,10 +182,15 @@ def passes(layout: Layout) -> list[Pass]:
     """Return the reduced images whose scanlines make up the inflated stream, in order: one,
     the whole image, unless it is interlaced (Adam7: seven, the empty ones left out)."""
     bits = _CHANNELS[layout.colour_type] * layout.depth
-    grid = _ADAM7 if layout.interlaced else ((0, 0, 1, 1),)
+    if not layout.interlaced:
+        return [
+            Pass(
+                layout.width, layout.height, 0, layout.height * (1 + (layout.width * bits + 7) // 8)
+            )
+        ]
     found = []
     start = 0
-    for x, y, dx, dy in grid:
+    for x, y, dx, dy in _ADAM7:
         width = (layout.width - x + dx - 1) // dx
         height = (layout.height - y + dy - 1) // dy
         if width and height:
@@ -220,35 +251,38 @@ def count(layout: Layout, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise RuntimeError("the compiled kernel is not built (or CLASSWEIGHTS_PURE is set)")
     if layout.colour_type == GRAY_ALPHA:
         raise PNGError("is gray with alpha: no kernel counts it")
+    if not layout.interlaced:  # one pass: the whole stream
+        return _kernel_count(raw, layout.width, layout.height, layout, "")
     view = memoryview(raw)
-    values, counts = [], []
+    found = []
     for number, part in enumerate(passes(layout), 1):
-        try:
-            found = KERNEL.count(
-                view[part.start : part.start + part.size],
-                part.width,
-                part.height,
-                layout.depth,
-                layout.colour_type,
-            )
-        except ValueError as error:
-            where = f" in interlace pass {number}" if layout.interlaced else ""
-            raise PNGError(f"{error}{where}") from None
-        values.append(np.frombuffer(found[0], np.int64))
-        counts.append(np.frombuffer(found[1], np.int64))
-    if len(values) == 1:
-        order = np.argsort(values[0]) if layout.colour_type in COLOUR_TYPES else slice(None)
-        return values[0][order], counts[0][order]
-    distinct, slot = np.unique(np.concatenate(values), return_inverse=True)
-    return distinct, np.bincount(slot, np.concatenate(counts)).astype(np.int64)
+        stream = view[part.start : part.start + part.size]
+        where = f" in interlace pass {number}"
+        found.append(_kernel_count(stream, part.width, part.height, layout, where))
+    distinct, slot = np.unique(np.concatenate([values for values, _ in found]), return_inverse=True)
+    counts = np.bincount(slot, np.concatenate([counts for _, counts in found]))
+    return distinct, counts.astype(np.int64)
 
 
-def unfiltered(layout: Layout, raw: bytes) -> np.ndarray | None:
-    """Return the scanlines of an 8- or 16-bit gray or palette PNG whose rows are all stored
-    unfiltered, as a (height, 1 + bytes a row) uint8 array whose column 0 (the filter bytes)
-    is all 0: its other bytes are then the pixels (16-bit ones big-endian).
+def _kernel_count(
+    stream: bytes | memoryview, width: int, height: int, layout: Layout, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    assert KERNEL is not None
+    try:
+        values, counts = KERNEL.count(stream, width, height, layout.depth, layout.colour_type)
+    except ValueError as error:
+        raise PNGError(f"{error}{where}") from None
+    return np.frombuffer(values, np.int64), np.frombuffer(counts, np.int64)
 
-    None: another kind of PNG, or rows that need their filters undone.
+
+def rebuilt(layout: Layout, raw: bytes) -> np.ndarray | None:
+    """Return the pixel bytes of an 8- or 16-bit gray or palette PNG whose rows are stored
+    unfiltered or with the Sub or Up filter (what OpenCV, libpng's fast settings and palette
+    writers produce), rebuilt with numpy: a (height, bytes a row) uint8 array, 16-bit samples
+    big-endian. For the pure path; the kernel undoes every filter.
+
+    None: another kind of PNG, or Average or Paeth rows, whose every byte waits for the one
+    on its left (Pillow undoes those faster than numpy could).
     """
     if (
         layout.interlaced
@@ -257,4 +291,41 @@ def unfiltered(layout: Layout, raw: bytes) -> np.ndarray | None:
     ):
         return None
     lines = np.frombuffer(raw, np.uint8).reshape(layout.height, -1)
-    return None if lines[:, 0].any() else lines
+    kinds = lines[:, 0]
+    if not kinds.any():
+        return lines[:, 1:]  # all stored as they are
+    if kinds.max() > 2:
+        return None
+    rows = lines[:, 1:].copy()
+    # Sub (section 9.2): a byte adds the one a pixel to its left, a running sum along each
+    # lane of the row; rows of None and Sub need nothing from the row above.
+    sub = np.flatnonzero(kinds == 1)
+    if sub.size:
+        part = rows if sub.size == len(rows) else rows[sub]  # OpenCV writes every row Sub
+        lanes = layout.depth // 8
+        for lane in range(lanes):
+            part[:, lane::lanes] = _running_sums(part[:, lane::lanes])
+        rows[sub] = part
+    # Up: a row adds the one above, a running sum down each run of Up rows from the rebuilt
+    # row before it (uint8 sums wrap around, as the filters' arithmetic does).
+    up = np.flatnonzero(kinds == 2)
+    if up.size:
+        breaks = np.flatnonzero(np.diff(up) > 1)
+        for start, end in zip(up[np.r_[0, breaks + 1]], up[np.r_[breaks, len(up) - 1]] + 1):
+            run = np.cumsum(rows[start:end], axis=0, dtype=np.uint8)
+            rows[start:end] = run + rows[start - 1] if start else run
+    return rows
+
+
+def _running_sums(residuals: np.ndarray) -> np.ndarray:
+    """Return the running sums (mod 256) along each row of a 2-D uint8 array, from its
+    non-zero entries alone: a mask's residuals are 0 but at its edges, and numpy's cumsum
+    would take a step for every byte (four times longer here)."""
+    height, width = residuals.shape
+    flat = np.ascontiguousarray(residuals).reshape(-1)
+    at = np.flatnonzero(flat)
+    sums = np.cumsum(flat[at], dtype=np.uint8)  # the sum over the whole array, at each edge
+    spread = np.repeat(np.r_[np.uint8(0), sums], np.diff(np.r_[0, at, flat.size]))
+    total = spread.reshape(height, width)
+    total -= np.r_[np.uint8(0), total[:-1, -1]][:, None]  # less what the rows above carried in
+    return total

@@ -37,10 +37,10 @@ from .masks import (
     pair_regions,
     read_histogram,
 )
-from .per_image import InOrder, Row, TaskRows
 
 if TYPE_CHECKING:
     from .cache import HistogramCache
+    from .per_image import Row, TaskRows
 
 #: ``progress(done, total)``: masks counted so far, out of the masks listed so far (the
 #: listing streams, so ``total`` grows until it is complete).
@@ -53,9 +53,13 @@ POOL_MIN_FILES = 64
 #: which keeps a worker's memory flat even for masks of thousands of instance ids.
 BATCH_VALUES = 1 << 16
 
-#: Largest and smallest task, in masks; tasks are few and results small, so no message
-#: crosses between processes per file.
-MAX_CHUNK, MIN_CHUNK = 256, 16
+#: Largest task, in masks: a task's list of masks and its results stay small.
+MAX_CHUNK = 256
+
+#: Once the first tasks have been timed, a task is cut to take about this long: progress moves
+#: at least that often and the workers finish together, while a task's messages (a fraction
+#: of a millisecond) stay small next to its work.
+TASK_SECONDS = 0.25
 
 #: Tasks submitted and not yet added up, per worker: enough that no worker waits for its next
 #: task, few enough that memory is bounded whatever the number of masks.
@@ -420,13 +424,19 @@ class TaskResult:
     files: int
     histograms: list[tuple[MaskFile, Histogram]] | None = None
     rows: TaskRows | None = None
+    seconds: float = 0.0  # how long the task took where it ran (`Pace`)
 
 
 def count_task(task: Task) -> TaskResult:
     """Return the counts of one task's masks: the map step, run wherever the executor runs."""
+    started = time.perf_counter()
     tally = _Tally(task.spec)
     kept: list[tuple[MaskFile, Histogram]] | None = [] if task.keep else None
-    rows = TaskRows(task.index) if task.per_image else None
+    rows = None
+    if task.per_image:  # per_image.py is imported only by the scans that ask for rows
+        from .per_image import TaskRows
+
+        rows = TaskRows(task.index)
     for mask in task.masks:
         try:
             histogram = read_histogram(mask, task.options)
@@ -438,7 +448,9 @@ def count_task(task: Task) -> TaskResult:
             continue
         if kept is not None:
             kept.append((mask, histogram))
-    return TaskResult(task.index, tally.finish(), len(task.masks), kept, rows)
+    counts = tally.finish()
+    seconds = time.perf_counter() - started
+    return TaskResult(task.index, counts, len(task.masks), kept, rows, seconds)
 
 
 class _Tally:
@@ -517,7 +529,11 @@ def count_masks(
                 progress(done, listed)
 
     counts = ClassCounts.zeros(spec.num_classes or 0)
-    in_order = InOrder(rows) if rows else None  # tasks finish in any order; rows go in order
+    in_order = None
+    if rows:  # tasks finish in any order; rows go in order
+        from .per_image import InOrder
+
+        in_order = InOrder(rows)
     with contextlib.ExitStack() as stack:
         todo: Iterator[MaskFile] = listing()
         if executor is None:
@@ -527,11 +543,13 @@ def count_masks(
             else:
                 executor, parallel = InlineExecutor(), 1
             todo = chain(head, todo)
+        pace = Pace()
         tasks = (
             Task(index, chunk, spec, options, skip_errors, cache is not None, rows is not None)
-            for index, chunk in enumerate(_tasks(todo, parallel))
+            for index, chunk in enumerate(_tasks(todo, parallel, pace))
         )
         for result in run_tasks(count_task, tasks, executor, in_flight=IN_FLIGHT * parallel):
+            pace.add(result.seconds, result.files)
             counts += result.counts
             if in_order is not None and result.rows is not None:
                 in_order.put(result.rows)
@@ -548,23 +566,51 @@ def count_masks(
     return counts
 
 
-def _tasks(masks: Iterator, parallel: int) -> Iterator[tuple]:
-    """Cut a stream of masks into tasks that shrink as the work runs out (guided scheduling):
-    large ones first, for few messages; small ones last, so that the workers finish together.
+class Pace:
+    """How long a mask takes to count, as the tasks finished so far measured it."""
 
-    It looks ahead ``2 * parallel * MAX_CHUNK`` masks: until the stream ends, a task is
-    `MAX_CHUNK` masks, which is what the remaining count would give anyway.
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.files = 0
+
+    def add(self, seconds: float, files: int) -> None:
+        self.seconds += seconds
+        self.files += files
+
+    def masks_in(self, seconds: float) -> int | None:
+        """Return how many masks take about ``seconds`` (at least 1); None until a task has
+        been timed."""
+        if not self.files:
+            return None
+        if self.seconds <= 0:
+            return MAX_CHUNK
+        return max(1, int(seconds * self.files / self.seconds))
+
+
+def _tasks(masks: Iterator, parallel: int, pace: Pace | None = None) -> Iterator[tuple]:
+    """Cut a stream of masks into tasks.
+
+    Until ``pace`` has timed a task, sizes double from one mask (1, 1, 2, 2, 4, ... for two
+    workers), so that a scan of large masks shows progress from its first mask; then a task
+    takes about `TASK_SECONDS`, at most `MAX_CHUNK` masks. As the work runs out, tasks shrink
+    (guided scheduling: a task is at most the remaining masks over ``2 * parallel``), so that
+    the workers finish together. It looks ahead ``2 * parallel * MAX_CHUNK`` masks, to know
+    how many remain.
     """
     ahead = 2 * parallel * MAX_CHUNK
     window: deque = deque()
+    made = 0
     for mask in chain(masks, [_END]):
         if mask is not _END:
             window.append(mask)
             if len(window) < ahead:
                 continue
         while window and (mask is _END or len(window) >= ahead):
-            size = min(MAX_CHUNK, max(MIN_CHUNK, len(window) // (2 * parallel)))
+            timed = pace.masks_in(TASK_SECONDS) if pace is not None else None
+            limit = timed if timed is not None else 2 ** min(made // parallel, 8)
+            size = max(1, min(MAX_CHUNK, limit, len(window) // (2 * parallel)))
             yield tuple(window.popleft() for _ in range(min(size, len(window))))
+            made += 1
 
 
 _END = object()

@@ -243,7 +243,9 @@ def walk(root: str, pattern: str | None = None) -> Iterator[MaskFile]:
     wanted = _wanted(pattern)
     visited: set[tuple[int, int]] = set()  # folders, not files: small
 
-    def entries(path: str) -> Iterator[tuple[str, os.DirEntry]]:
+    def entries(path: str) -> Iterator[str]:
+        # Names only, each folder's ending in "/": a folder of 20,000 masks held as its
+        # DirEntry objects would take a dozen megabytes for the whole scan.
         try:
             found = os.stat(path)
             if (found.st_dev, found.st_ino) in visited:  # a link back up the tree
@@ -252,7 +254,7 @@ def walk(root: str, pattern: str | None = None) -> Iterator[MaskFile]:
             with os.scandir(path) as scan:
                 return iter(
                     sorted(
-                        (entry.name + "/" if _is_dir(entry) else entry.name, entry)
+                        entry.name + "/" if _is_dir(entry) else entry.name
                         for entry in scan
                         if not entry.name.startswith(".")
                     )
@@ -260,18 +262,18 @@ def walk(root: str, pattern: str | None = None) -> Iterator[MaskFile]:
         except OSError as error:  # unreadable, a path too long, gone since it was listed
             raise InputError(f"{error.filename}: cannot read folder: {error.strerror}") from None
 
-    stack = [("", entries(root))]
+    stack = [(os.path.join(root, ""), "", entries(root))]  # a folder's path ends in "/"
     while stack:
-        prefix, folder = stack[-1]
-        item = next(folder, None)
-        if item is None:
+        folder, prefix, names = stack[-1]
+        key = next(names, None)
+        if key is None:
             stack.pop()
             continue
-        key, entry = item
+        path = folder + key
         if key[-1] == "/":
-            stack.append((prefix + key, entries(entry.path)))
+            stack.append((path, prefix + key, entries(path[:-1])))
         elif wanted(key, prefix + key):
-            mask = _local_file(entry.path, prefix + key, in_folder=True, status=entry.stat)
+            mask = _local_file(path, prefix + key, in_folder=True)
             if mask is not None:
                 yield mask
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import DTypeLike
 
 from .counting import ClassCounts
 from .errors import InputError, WeightError
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 #: Default ENet constant c0 (Paszke et al. 2016, section 5.2).
 ENET_C = 1.02

@@ -154,3 +154,18 @@ def test_find_masks_errors(tmp_path):
         find_masks([tmp_path / "empty"])
     with pytest.raises(InputError, match=r"no masks found matching '\*\.npy'"):
         find_masks([tmp_path], "*.npy")
+
+
+def test_a_damaged_npz_is_refused_with_the_reason(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a zip archive at all")
+    with pytest.raises(MaskError, match=r"bad\.npz: cannot read mask: File is not a zip file$"):
+        read_histogram(tmp_path / "bad.npz")
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, labels=np.array([[1, 1], [2, 3]], np.uint8))
+    damaged = bytearray(good.read_bytes())
+    damaged[60] ^= 0xFF  # inside the compressed member: its CRC or its inflate fails
+    (tmp_path / "member.npz").write_bytes(bytes(damaged))
+    with pytest.raises(MaskError, match=r"member\.npz: cannot read mask: "):
+        read_histogram(tmp_path / "member.npz")
+    histogram = read_histogram(good)
+    assert dict(zip(histogram.values.tolist(), histogram.counts.tolist())) == {1: 2, 2: 1, 3: 1}

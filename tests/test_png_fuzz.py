@@ -8,12 +8,13 @@ from __future__ import annotations
 import struct
 import zlib
 
+import deflate
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from classweights import read_histogram
+from classweights import _native, png, read_histogram
 from classweights.errors import MaskError
 from pngmaker import CHANNELS, chunk, encode, pillow_histogram
 
@@ -123,21 +124,9 @@ def complete_stream(data: bytes) -> bool:
     return len(raw) >= height * (1 + (width * bits + 7) // 8)
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    data=st.data(),
-    kind=st.sampled_from(KINDS),
-    shape=st.tuples(st.integers(1, 9), st.integers(1, 40)),
-    interlace=st.booleans(),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_a_mutated_png_counts_as_pillow_decodes_it_or_is_refused(
-    tmp_path, data, kind, shape, interlace, seed
-):
+def mutated_png(data, kind, shape, interlace, seed) -> bytes:
+    """A valid PNG of ``kind`` and ``shape``, then up to two chunk mutations and one byte
+    mutation drawn from ``data``."""
     colour_type, depth = kind
     rng = np.random.default_rng(seed)
     cells = rng.integers(0, 2**depth, (shape[0], -(-shape[1] // 3), CHANNELS[colour_type]))
@@ -153,6 +142,25 @@ def test_a_mutated_png_counts_as_pillow_decodes_it_or_is_refused(
     for op in data.draw(st.lists(st.sampled_from(BYTE_OPS), max_size=1)):
         mutated = mutate_bytes(data.draw, mutated, op)
 
+    return mutated
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    data=st.data(),
+    kind=st.sampled_from(KINDS),
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 40)),
+    interlace=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_mutated_png_counts_as_pillow_decodes_it_or_is_refused(
+    tmp_path, data, kind, shape, interlace, seed
+):
+    mutated = mutated_png(data, kind, shape, interlace, seed)
     path = tmp_path / "fuzz.png"
     path.write_bytes(mutated)
     try:
@@ -170,3 +178,31 @@ def test_a_mutated_png_counts_as_pillow_decodes_it_or_is_refused(
         pytest.fail(f"counted a file Pillow cannot decode ({error!r}): {ours}")
     assert ours == theirs
     assert complete_stream(mutated), "counted a file whose image data ends early"
+
+
+def walked(walk, data: bytes) -> object:
+    """What a chunk walk gives for ``data``: its result, or the message it refuses it with."""
+    try:
+        return walk(data)
+    except ValueError as error:  # png.PNGError is a ValueError, as is the kernel's
+        return str(error)
+
+
+@pytest.mark.skipif(_native.KERNEL is None, reason="the C kernel is not built")
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.data(),
+    kind=st.sampled_from(KINDS),
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 40)),
+    interlace=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_kernel_walks_the_chunks_as_the_python_walk_does(data, kind, shape, interlace, seed):
+    # The compiled `layout` and `png.walk` are two writings of the same rules: same result,
+    # same message, on valid and damaged files alike.
+    mutated = mutated_png(data, kind, shape, interlace, seed)
+    compiled = walked(lambda d: _native.KERNEL.layout(d, deflate.crc32), mutated)
+    python = walked(png.walk, mutated)
+    if isinstance(python, tuple):
+        python = (*python[:5], list(python[5]))
+    assert compiled == python

@@ -36,7 +36,7 @@ def command(*args: object, **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.run(
-        [sys.executable, "-m", "classweights_entry", *map(str, args)],
+        [sys.executable, "-m", "classweights", *map(str, args)],
         text=True,
         timeout=60,
         cwd=REPO,
@@ -289,7 +289,7 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "classweights_entry",
+                "classweights",
                 "scan",
                 "sample_masks",
                 "-o",
@@ -674,3 +674,24 @@ def test_output_to_a_device_needs_no_writable_folder(masks, monkeypatch):
     assert run("scan", masks, "-q", "-o", "/dev/null").exit_code == 0
     result = run("scan", masks, "-q", "-o", "/dev/new.json")
     assert result.exit_code == 2 and "cannot write into /dev" in result.stderr
+
+
+def test_a_closed_stdout_is_one_line_even_without_the_interpreters_teardown():
+    # The console script exits without the interpreter's teardown, after flushing: a pipe
+    # whose reader is gone is still one line, not an "Exception ignored" at exit.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "classweights", "scan", "sample_masks", "-q",
+             "--ignore-index", "255"],  # fmt: skip
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 3
+    assert done.stderr == "Error: stdout: cannot write: Broken pipe\n"

@@ -153,10 +153,37 @@ def test_masks_are_classified_in_batches_of_bounded_size(monkeypatch):
 
 
 @pytest.mark.parametrize(("count", "parallel"), [(0, 2), (5, 1), (64, 2), (2000, 2), (20000, 8)])
-def test_tasks_cover_every_mask_once_in_order_and_shrink(count, parallel):
+def test_tasks_cover_every_mask_once_in_order_from_one_mask_up(count, parallel):
     tasks = list(SCAN._tasks(iter(range(count)), parallel))
     assert [i for task in tasks for i in task] == list(range(count))
     sizes = [len(task) for task in tasks]
-    assert sizes == sorted(sizes, reverse=True)  # the last tasks are the smallest
-    assert all(size <= SCAN.MAX_CHUNK for size in sizes)
-    assert all(size >= SCAN.MIN_CHUNK for size in sizes[:-1])
+    assert all(1 <= size <= SCAN.MAX_CHUNK for size in sizes)
+    if count >= 64:
+        # Untimed, sizes double from one mask, a step every `parallel` tasks ...
+        assert sizes[: 3 * parallel] == [1] * parallel + [2] * parallel + [4] * parallel
+        assert max(sizes) == SCAN.MAX_CHUNK or count < 4 * parallel * SCAN.MAX_CHUNK
+        # ... and shrink as the work runs out: the last tasks are the smallest.
+        top = sizes.index(max(sizes))
+        assert sizes[top:] == sorted(sizes[top:], reverse=True) and sizes[-1] == 1
+
+
+def test_timed_tasks_take_about_task_seconds():
+    pace = SCAN.Pace()
+    pace.add(seconds=2.0, files=20)  # 0.1 s a mask: a large mask
+    sizes = [len(task) for task in SCAN._tasks(iter(range(40)), 2, pace)]
+    assert sum(sizes) == 40 and max(sizes) == int(SCAN.TASK_SECONDS / 0.1) == 2
+    pace.add(seconds=0.0, files=100_000)  # now a mask takes 20 µs: the largest tasks
+    sizes = [len(task) for task in SCAN._tasks(iter(range(5000)), 2, pace)]
+    assert max(sizes) == SCAN.MAX_CHUNK
+
+
+def test_progress_moves_a_file_at_a_time_when_masks_are_slow(tmp_path, monkeypatch):
+    # Masks that each take longer than a task should: every task is one mask, so progress
+    # is told of each file done, not of a jump of many.
+    for number in range(8):
+        save_mask(tmp_path / f"{number}.png", [[number % 3] * 4] * 4)
+    monkeypatch.setattr(SCAN, "TASK_SECONDS", 0.0)
+    seen = []
+    scan([tmp_path], workers=1, progress=lambda done, total: seen.append(done))
+    # The tasks in flight before the first is timed are 1 and 2 masks; then one at a time.
+    assert sorted(set(seen)) == [1, *range(3, 9)]
