@@ -30,6 +30,7 @@ process + largest worker). The memory line compares that peak at 2,000 and 20,00
 mostly repeat the row above. ``--real DIR`` adds a line for a folder of your own masks.
 
 Usage: python bench/run.py [--quick] [--runs N] [--data DIR] [--real DIR [--real-options ...]]
+       [--pure] [--beyond]
 """
 
 from __future__ import annotations
@@ -658,6 +659,12 @@ def main() -> None:
     )
     parser.add_argument("--real", type=Path, help="a folder of your own PNG masks: one more line")
     parser.add_argument(
+        "--pure",
+        action="store_true",
+        help="time the scan on its pure-Python path (CLASSWEIGHTS_PURE=1), as an install "
+        "without a C compiler runs it",
+    )
+    parser.add_argument(
         "--real-options",
         default="",
         help='scan options for --real, e.g. "--ignore-index 255" [default: none]',
@@ -669,6 +676,8 @@ def main() -> None:
         "bench/sources.py (a tar shard, S3 on a local moto server)",
     )
     args = parser.parse_args()
+    if args.pure:  # inherited by every scan this run starts; the header says which path
+        os.environ["CLASSWEIGHTS_PURE"] = "1"
     runs = args.runs or (3 if args.quick else 5)
     sizes = QUICK_SIZES if args.quick else SIZES
     data = args.data.resolve()

@@ -1,23 +1,33 @@
-/* Undo the row filters of an inflated PNG stream and count its pixels, in one pass a row.
+/* Undo the row filters of an inflated PNG stream and count its pixels, in one pass a row;
+ * and walk a PNG's chunks.
  *
  * classweights._kernel.count(stream, width, height, depth, colour_type) takes the inflated
  * image data of a non-interlaced PNG (or of one interlace pass): `height` scanlines, each a
- * filter-type byte and the row's filtered bytes (PNG specification, sections 7.2 and 9). It
- * rebuilds each row into one of two row buffers (the row above is the other one, or the
- * stream itself where a row was stored unfiltered) and counts the row while it is in cache:
+ * filter-type byte and the row's filtered bytes (PNG specification, sections 7.2 and 9). A
+ * mask is runs of one label, so the kernel counts runs, and a run ends only where a pixel
+ * differs from the one on its left: those changes are found 8 or 16 bytes at a time, and
+ * each costs about one branch the processor cannot predict (most of what a row costs).
  *
- *   - 8-bit gray and palette samples in a 256-bin table, a run of equal bytes at a time;
- *   - 1-, 2- and 4-bit samples as their STORED values (0-3 in a 2-bit PNG, never Pillow's
- *     rescaled 0/85/170/255): bytes into the 256-bin table, then each byte into its samples;
- *   - 16-bit gray in a 65536-bin table, a run of equal samples at a time;
- *   - RGB and RGBA as colours packed 0xRRGGBB (alpha is not part of a class colour; 16-bit
- *     samples by their high byte, as Pillow reads them), runs of equal pixels into an
- *     open-addressing hash table.
+ *   - None rows are counted where they lie in the stream;
+ *   - Sub rows straight from their residuals: a pixel differs from its left neighbour
+ *     exactly where its residual is not 0; the row is rebuilt only if the next row reads it;
+ *   - Paeth rows are rebuilt and counted in one pass: only at an event (a residual that is
+ *     not 0, or an edge in the row above) does a pixel go through the predictor;
+ *   - Up and Average rows are rebuilt (Up is vectorised by the compiler), then counted.
+ *
+ * Pixels are counted as: 8-bit gray and palette samples in a 256-bin table; 1-, 2- and 4-bit
+ * samples as their STORED values (0-3 in a 2-bit PNG, never Pillow's rescaled 0/85/170/255),
+ * bytes first, then each byte split into its samples; 16-bit gray in 256 blocks of 256 bins,
+ * each made when first needed; RGB and RGBA as colours packed 0xRRGGBB (alpha is not part of
+ * a class colour; 16-bit samples by their high byte, as Pillow reads them) in an
+ * open-addressing hash table.
  *
  * It returns (values, counts): two bytes objects of native int64, the distinct values
- * (sorted) and their pixel counts. The GIL is released around
- * the loop. A filter type above 4 or a stream that is not exactly `height` rows raises
- * ValueError naming what is wrong.
+ * (sorted) and their pixel counts. The GIL is released around the rows. A filter type above
+ * 4 or a stream that is not exactly `height` rows raises ValueError naming what is wrong.
+ *
+ * classweights._kernel.layout(data, crc32) walks the chunks as classweights.png.walk does:
+ * see `layout` below.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -115,11 +125,6 @@ INLINE size_t next_event(const uint8_t *a, const uint8_t *b, size_t i, size_t n,
     }
     while (i < n && !byte_at(a, b, i, bpp, what)) i++;
     return i;
-}
-
-INLINE void store64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
 }
 
 /* Little-endian machines build a pixel repeated over words in registers: */

@@ -89,8 +89,12 @@ class _CountColumn(ProgressColumn):
 
 
 class _RateColumn(ProgressColumn):
+    """Masks a second since the start: rich's own speed divides by the time between the
+    last few updates, which on the first two tasks (finished together) is next to nothing."""
+
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} masks/s" if task.speed else "", style="progress.data.speed")
+        rate = task.completed / task.elapsed if task.completed and task.elapsed else None
+        return Text(f"{rate:,.0f} masks/s" if rate else "", style="progress.data.speed")
 
 
 class Display:

@@ -124,6 +124,16 @@ def complete_stream(data: bytes) -> bool:
     return len(raw) >= height * (1 + (width * bits + 7) // 8)
 
 
+#: The draws of `mutated_png`: a kind, a shape, interlaced or not, a seed, and the mutations.
+MUTATED_PNGS = dict(
+    data=st.data(),
+    kind=st.sampled_from(KINDS),
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 40)),
+    interlace=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+
+
 def mutated_png(data, kind, shape, interlace, seed) -> bytes:
     """A valid PNG of ``kind`` and ``shape``, then up to two chunk mutations and one byte
     mutation drawn from ``data``."""
@@ -150,13 +160,7 @@ def mutated_png(data, kind, shape, interlace, seed) -> bytes:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(
-    data=st.data(),
-    kind=st.sampled_from(KINDS),
-    shape=st.tuples(st.integers(1, 9), st.integers(1, 40)),
-    interlace=st.booleans(),
-    seed=st.integers(0, 2**32 - 1),
-)
+@given(**MUTATED_PNGS)
 def test_a_mutated_png_counts_as_pillow_decodes_it_or_is_refused(
     tmp_path, data, kind, shape, interlace, seed
 ):
@@ -190,13 +194,7 @@ def walked(walk, data: bytes) -> object:
 
 @pytest.mark.skipif(_native.KERNEL is None, reason="the C kernel is not built")
 @settings(max_examples=300, deadline=None)
-@given(
-    data=st.data(),
-    kind=st.sampled_from(KINDS),
-    shape=st.tuples(st.integers(1, 9), st.integers(1, 40)),
-    interlace=st.booleans(),
-    seed=st.integers(0, 2**32 - 1),
-)
+@given(**MUTATED_PNGS)
 def test_the_kernel_walks_the_chunks_as_the_python_walk_does(data, kind, shape, interlace, seed):
     # The compiled `layout` and `png.walk` are two writings of the same rules: same result,
     # same message, on valid and damaged files alike.

@@ -283,3 +283,20 @@ def test_wrapping_never_cuts_a_path():
     text = wrapped_violations([Violation("readable", "1 file cannot be read", ((path, "x"),))],
                               "1 violation in 1 mask", 20)  # fmt: skip
     assert f"  {path}" in text.splitlines()
+
+
+def test_the_rate_is_masks_over_the_time_since_the_start():
+    from rich.progress import Progress
+
+    from classweights.display import _RateColumn
+
+    now = [0.0]
+    progress = Progress(get_time=lambda: now[0], disable=True)
+    task_id = progress.add_task("scanning", total=40)
+    now[0] = 1.5
+    progress.update(task_id, completed=1)
+    now[0] = 1.5001
+    progress.update(task_id, completed=3)  # the first two tasks finish together
+    task = progress.tasks[0]
+    assert task.speed > 1000  # rich's own estimate, from the last updates
+    assert str(_RateColumn().render(task)) == "2 masks/s"
