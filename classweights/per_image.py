@@ -22,7 +22,6 @@ import json
 import os
 import stat
 import struct
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,28 +363,13 @@ def writing(path: str | os.PathLike) -> Iterator[Callable[[Sequence[Row]], None]
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISREG(os.lstat(path).st_mode):
             raise InputError(f"{path}: not a regular file; will not write per-image rows over it")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as error:
-        raise InputError(f"{path}: cannot write: {error.strerror}") from None
-    try:
-        mode = "wb" if kind.binary else "w"
-        encoding = None if kind.binary else "utf-8"
-        with os.fdopen(handle, mode, encoding=encoding, newline=None if kind.binary else "") as out:
-            writer = kind.writer(out)
-            yield write
-            writer.close()
-            out.flush()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(out.fileno(), 0o666 & ~umask)  # mkstemp's file is private
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise InputError(f"{path}: cannot write: {error.strerror}") from None
-        raise
+    from .report import atomic_file
+
+    text = {} if kind.binary else {"encoding": "utf-8", "newline": ""}
+    with atomic_file(path, "wb" if kind.binary else "w", **text) as out:
+        writer = kind.writer(out)
+        yield write
+        writer.close()
 
 
 def read_rows(path: str | os.PathLike) -> Iterator[Row]:

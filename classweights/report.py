@@ -13,10 +13,11 @@ import io
 import json
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -240,8 +241,21 @@ def _write_in_place(path: str | os.PathLike, data: bytes) -> None:
 def write_atomic(
     path: str | os.PathLike, data: str | bytes, *, shown: str | os.PathLike | None = None
 ) -> None:
-    """Write ``data`` to the regular file ``path`` through a temporary file beside it, fsync
-    and a rename: all of it or nothing (see `write_output` for the other kinds of path).
+    """Write ``data`` to the regular file ``path`` all at once (`atomic_file`; see
+    `write_output` for the other kinds of path)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    with atomic_file(path, "wb", shown=shown) as out:
+        out.write(data)
+
+
+@contextmanager
+def atomic_file(
+    path: str | os.PathLike, mode: str, *, shown: str | os.PathLike | None = None, **open_args
+) -> Iterator[IO]:
+    """Yield a file opened with ``mode`` on a temporary file beside ``path``, renamed over
+    ``path`` after an fsync when the block ends without an error: ``path`` is then whole, and
+    untouched otherwise. The one way a file is written (reports, per-image rows).
 
     Raises `InputError` naming the path (``shown``, when given) when it cannot be written.
     """
@@ -249,15 +263,13 @@ def write_atomic(
 
     path = Path(path)
     shown = path if shown is None else shown
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as error:
         raise InputError(f"{shown}: cannot write: {error.strerror}") from None
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
+        with os.fdopen(handle, mode, **open_args) as out:
+            yield out
             out.flush()
             # mkstemp makes the file private; give it the mode a plain write would.
             os.fchmod(out.fileno(), 0o666 & ~_umask())
