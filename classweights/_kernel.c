@@ -183,28 +183,16 @@ INLINE void repeat_fill(uint8_t *out, size_t i, size_t j, size_t bpp)
     for (; i < j; i++) out[i] = out[i - bpp];
 }
 
-/* Rebuild one row into `out` from its filtered bytes `in` and the rebuilt row above `up`
- * (all zeros for the first row). `bpp` is a constant in each caller below, so the compiler
- * makes one loop per pixel size. Sub, Average and Paeth chain each byte to the one a pixel
- * to its left: that byte is carried in a register along its lane (the bytes at one position
- * of every pixel), not read back from `out`, which would stall on every byte. */
+/* Rebuild an Up or Average row into `out` from its filtered bytes `in` and the rebuilt row
+ * above `up` (all zeros for the first row); Sub and Paeth rows are rebuilt as they are
+ * counted (`sub_row`, `paeth_row`). `bpp` is a constant in each caller, so the compiler makes
+ * one loop per pixel size. Average chains each byte to the one a pixel to its left: that byte
+ * is carried in a register along its lane, not read back from `out`, which would stall. */
 INLINE void unfilter_bpp(int kind, uint8_t *restrict out, const uint8_t *restrict in,
                          const uint8_t *restrict up, size_t n, const size_t bpp)
 {
     size_t i, lane;
     switch (kind) {
-    case 1: /* Sub */
-        for (i = 0; i < bpp && i < n; i++) out[i] = in[i];
-        while (i < n) {
-            /* Residuals of 0 (flat regions, most of a mask) repeat the pixel on the left:
-             * they are found eight at a time and filled a word at a time. */
-            size_t j = next_event(in, NULL, i, n, bpp, RESIDUALS), end;
-            repeat_fill(out, i, j, bpp);
-            for (end = j + bpp < n ? j + bpp : n; j < end; j++)
-                out[j] = (uint8_t)(in[j] + out[j - bpp]);
-            i = j;
-        }
-        break;
     case 2: /* Up */
         for (i = 0; i < n; i++) out[i] = (uint8_t)(in[i] + up[i]);
         break;
@@ -214,32 +202,6 @@ INLINE void unfilter_bpp(int kind, uint8_t *restrict out, const uint8_t *restric
             for (i = lane; i < n; i += bpp) out[i] = a = (uint8_t)(in[i] + ((a + up[i]) >> 1));
         }
         break;
-    case 4: /* Paeth */
-        for (i = 0; i < bpp && i < n; i++) out[i] = (uint8_t)(in[i] + up[i]);
-        while (i < n) {
-            /* Where the residual is 0 and the row above is flat (b == c), the predictor is
-             * a: the pixel on the left repeats, as in Sub. Only the bytes at an edge of
-             * this row or the row above go through the predictor. */
-            size_t j = next_event(in, up, i, n, bpp, EVENTS), end;
-            repeat_fill(out, i, j, bpp);
-            for (end = j + bpp < n ? j + bpp : n; j < end; j++)
-                out[j] = (uint8_t)(in[j] + paeth(out[j - bpp], up[j], up[j - bpp]));
-            i = j;
-        }
-        break;
-    }
-}
-
-static void unfilter(int kind, uint8_t *out, const uint8_t *in, const uint8_t *up, size_t n,
-                     size_t bpp)
-{
-    switch (bpp) {
-    case 1: unfilter_bpp(kind, out, in, up, n, 1); break;
-    case 2: unfilter_bpp(kind, out, in, up, n, 2); break;
-    case 3: unfilter_bpp(kind, out, in, up, n, 3); break;
-    case 4: unfilter_bpp(kind, out, in, up, n, 4); break;
-    case 6: unfilter_bpp(kind, out, in, up, n, 6); break;
-    default: unfilter_bpp(kind, out, in, up, n, 8); break;
     }
 }
 
@@ -490,20 +452,13 @@ static Outcome count_rows(const uint8_t *data, size_t width, size_t height, int 
             outcome.bad_filter = kind;
             break;
         }
-        if (depth >= 8) {
-            int next_reads = y + 1 < height && line[stride] >= 2; /* Up, Average, Paeth */
-            up = count_one_row(kind, line + 1, out, up, next_reads, width, c, bpp);
-            continue;
-        }
-        if (kind == 0) {
-            up = line + 1;
-        } else {
-            unfilter(kind, out, line + 1, up, n, 1);
-            up = out;
-        }
-        count_row(up, full, c, 1);
-        if (full < n) {
+        /* A sub-byte row is counted as bytes (`n` of them) and always rebuilt: its last
+         * byte is read again below. */
+        int next_reads = depth < 8 || (y + 1 < height && line[stride] >= 2); /* Up, Avg, Paeth */
+        up = count_one_row(kind, line + 1, out, up, next_reads, depth < 8 ? n : width, c, bpp);
+        if (full < n) { /* the last byte holds padding bits too: its samples one by one */
             size_t k, left = width - full * 8 / (size_t)depth;
+            c->bytes[up[full]]--;
             for (k = 0; k < left; k++)
                 tail[(up[full] >> (8 - (size_t)depth * (k + 1))) & ((1u << depth) - 1)]++;
         }
