@@ -17,7 +17,7 @@ say everything that is wrong with a dataset.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -276,6 +276,27 @@ def _in_table(histogram: Histogram) -> bool:
     return not histogram.colour and (not values.size or 0 <= values[0] <= values[-1] < TABLE_SIZE)
 
 
+def _colours_as_ids(histograms: Sequence[Histogram], spec: LabelSpec) -> list[Histogram]:
+    """Return ``histograms`` with each colour mask whose every colour is in the colour map
+    given as the class ids of its colours (sorted; two colours of one class stay two
+    entries): what `LabelSpec.classify` does to it first, done for all the masks in one
+    lookup. Every other histogram is returned as it is."""
+    at = [i for i, h in enumerate(histograms) if h.colour]
+    if not at or not spec.colors:
+        return list(histograms)
+    colours = [histograms[i].values for i in at]
+    ids, known = _lookup(*spec._lookups["colors"], np.concatenate(colours))
+    lengths = [len(v) for v in colours]
+    converted = list(histograms)
+    for i, end, length in zip(at, np.cumsum(lengths).tolist(), lengths, strict=True):
+        start = end - length
+        if known[start:end].all():
+            order = np.argsort(ids[start:end], kind="stable")
+            values, counts = ids[start:end][order], histograms[i].counts[order]
+            converted[i] = replace(histograms[i], values=values, counts=counts, colour=False)
+    return converted
+
+
 def _tally(kind: str, values: np.ndarray, counts: np.ndarray) -> list[tuple[Key, int]]:
     """Return the unexpected values of one mask, the `MAX_VALUES` smallest one by one."""
     if len(values) <= MAX_VALUES:
@@ -456,9 +477,12 @@ class ClassCounts:
         Classifying a mask on its own takes as many numpy calls as counting it. Here the
         values of all index masks are looked up at once and summed per (mask, class) in one
         weighted bincount; memory grows with the masks' distinct values, never with masks
-        times classes. Colour masks, values outside the lookup table and masks holding a
-        value that may not occur (tallied with its file) go through `add_mask`.
+        times classes. Colour masks whose every colour is in the colour map join them as
+        their class ids (`_colours_as_ids`); other colour masks, values outside the lookup
+        table and masks holding a value that may not occur (tallied with its file) go
+        through `add_mask`.
         """
+        histograms = _colours_as_ids(histograms, spec)
         batch = [i for i, h in enumerate(histograms) if _in_table(h)]
         values = [histograms[i].values for i in batch]
         codes = spec._table[np.concatenate(values)] if batch else np.zeros(0, np.int64)

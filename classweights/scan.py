@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import sources
 from ._callable import make_callable
@@ -105,7 +105,9 @@ class Source:
         fingerprint = Fingerprint()
         for mask in sorted(masks, key=lambda m: m.name):
             fingerprint.add(mask)
-        return cls(tuple(str(os.fspath(p)) for p in paths), fingerprint.files, fingerprint.value, shard)
+        return cls(
+            tuple(str(os.fspath(p)) for p in paths), fingerprint.files, fingerprint.value, shard
+        )
 
     @classmethod
     def merged(cls, sources: Sequence[Source]) -> Source:
@@ -464,7 +466,7 @@ class _Tally:
         self._values = 0
 
     def add(self, histogram: Histogram, path: str) -> None:
-        if histogram.colour:  # classified now: without a colour map it is an error
+        if histogram.colour and not self.spec.colors:  # an error, raised for this mask now
             self.counts.add_mask(histogram, self.spec, path)
             return
         self._histograms.append(histogram)
@@ -642,7 +644,7 @@ def run_tasks(
                 task = next(tasks, _END)
                 if task is _END:
                     break
-                pending[executor.submit(function, task)] = submitted
+                pending[_submit(executor, function, task)] = submitted
                 submitted += 1
             if not pending:
                 return
@@ -660,6 +662,15 @@ def run_tasks(
     finally:
         for future in pending:
             future.cancel()
+
+
+def _submit(executor: cf.Executor, function: Callable, task: object) -> cf.Future:
+    """Submit a task; a pool that a dead worker broke since the last one raises one line
+    here too, not the pool's own error."""
+    try:
+        return executor.submit(function, task)
+    except cf.BrokenExecutor:
+        raise worker_died(_ending(executor)) from None
 
 
 def _result(future: cf.Future, executor: cf.Executor) -> object:

@@ -93,6 +93,9 @@ SPECS = [
     LabelSpec(reduce_zero_label=True),
     LabelSpec(allowed_values=(0, 1, 2, 255)),
     LabelSpec(colors=((0xFF0000, 1), (0x00FF00, 2)), ignore_index=(255,)),
+    # two colours of one class, and a class id outside num_classes:
+    LabelSpec(colors=((0xFF0000, 1), (0x00FF00, 1), (0x0000FF, 300)), num_classes=4),
+    LabelSpec(colors=((0xFF0000, 2), (0x00FF00, 0)), unknown_colors="ignore"),
 ]
 
 #: Index values in and out of the lookup table (negative, above 65535), and colours.

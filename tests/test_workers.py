@@ -78,6 +78,19 @@ def test_a_worker_that_dies_is_one_error_and_the_others_are_ended(start_method):
         assert process.exitcode is not None
 
 
+def test_a_pool_broken_before_a_task_is_submitted_is_the_same_one_error(start_method):
+    # A busy machine may let a worker die before the next task is submitted: then the
+    # pool's submit raises, and that is the same one line.
+    with SCAN.local_executor(2) as pool:
+        with pytest.raises(cf.BrokenExecutor):
+            pool.submit(die, 0).result()
+        with pytest.raises(
+            ClassWeightsError,
+            match=r"^a worker process ended unexpectedly \(killed by SIGKILL, out of memory\?\)",
+        ):
+            run(square, range(3), pool)
+
+
 def test_a_dying_worker_ends_a_scan_with_one_line(tmp_path, start_method, monkeypatch):
     from helpers import assert_one_line_error
     from helpers import run as run_cli
