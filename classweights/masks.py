@@ -426,12 +426,15 @@ def _block_rows(width: int) -> int:
     return max(1, BLOCK_PIXELS // width)
 
 
-def _u16_histogram(blocks: Iterable[np.ndarray]) -> Histogram:
-    """Count 16-bit samples given as blocks of rows."""
-    table = np.zeros(1 << 16, np.int64)
-    for block in blocks:
-        table += np.bincount(block.reshape(-1), minlength=1 << 16)
-    return Histogram(*_dense(table))
+def _row_blocks(image: Image.Image) -> Iterator[np.ndarray]:
+    """Yield a decoded image's pixels as arrays, a block of `BLOCK_PIXELS` rows at a time: no
+    full-size copy of a large mask."""
+    step = _block_rows(image.width)
+    if step >= image.height:
+        yield np.asarray(image)
+        return
+    for top in range(0, image.height, step):
+        yield np.asarray(image.crop((0, top, image.width, min(top + step, image.height))))
 
 
 def _frames(image: Image.Image, path: str, options: ReadOptions) -> Iterable[Image.Image]:
@@ -454,24 +457,20 @@ def _frames(image: Image.Image, path: str, options: ReadOptions) -> Iterable[Ima
 
 
 def _frame_histogram(image: Image.Image, path: str) -> Histogram:
-    if image.mode in COLOUR_MODES:
-        # getcolors counts exactly in C; alpha is not part of a class colour.
-        colours = image.getcolors(image.width * image.height) or []
-        # (getcolors is typed for any mode; in these modes each colour is a tuple)
-        packed = [pack_rgb(*rgb[:3]) for _, rgb in colours]  # type: ignore[index]
-        values = np.array(packed, np.int64)
-        counts = np.array([n for n, _ in colours], np.int64)
-        return _sum_histograms([Histogram(values, counts, colour=True)])
     if image.mode in ("L", "P", "1"):
         # Pillow counts 8-bit pixels exactly in C, without a copy of the image.
         scale = 255 if image.mode == "1" else _sub_byte_scale(image)
         values, counts = _dense(np.array(image.histogram(), np.int64))
         return Histogram(values // scale, counts)
+    # Colours and 16-bit samples by runs of one value along the rows (`_count_colours`,
+    # `_count`): Pillow's getcolors and a 65536-bin count take a step a pixel, two to eight
+    # times as long on a mask. Alpha is not part of a class colour.
+    if image.mode in COLOUR_MODES:
+        parts = [_count_colours(block.reshape(-1, block.shape[-1])) for block in _row_blocks(image)]
+        return _sum_histograms([Histogram(*part, colour=True) for part in parts])
     if image.mode.startswith("I;16"):
-        step = _block_rows(image.width)  # no full-size copy of a large 16-bit mask
-        return _u16_histogram(
-            np.asarray(image.crop((0, top, image.width, min(top + step, image.height))))
-            for top in range(0, image.height, step)
+        return _sum_histograms(
+            [Histogram(*_count(block.reshape(-1))) for block in _row_blocks(image)]
         )
     return _array_histogram(_image_array(image, path), path)
 
@@ -662,6 +661,20 @@ def _count(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _dense(np.bincount(flat))
     values, counts = np.unique(flat, return_counts=True)
     return values.astype(np.int64), counts.astype(np.int64)
+
+
+def _count_colours(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct colours of (n, 3 or 4) uint8 pixels, packed 0xRRGGBB (sorted), and
+    how often each occurs: by runs of one colour, as `_count` counts labels; alpha is left
+    out."""
+    red, green, blue = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    starts = np.ones(len(pixels), bool)
+    starts[1:] = (red[1:] != red[:-1]) | (green[1:] != green[:-1]) | (blue[1:] != blue[:-1])
+    at = np.flatnonzero(starts)
+    lengths = np.diff(at, append=len(pixels))
+    runs = pack_rgb(*(channel[at].astype(np.int64) for channel in (red, green, blue)))
+    values, slot = np.unique(runs, return_inverse=True)
+    return values, np.bincount(slot, weights=lengths, minlength=len(values)).astype(np.int64)
 
 
 def _integral(array: np.ndarray, path: object) -> np.ndarray:

@@ -144,3 +144,28 @@ def test_jpeg_masks_are_counted_with_a_warning(tmp_path):
 def test_bilevel_and_palette_read_the_same_ids(tmp_path):
     Image.fromarray(np.array([[True, False], [True, True]])).save(tmp_path / "b.png")
     assert read_histogram(tmp_path / "b.png").counts.tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("block_pixels", [1 << 20, 5])  # one block; a row at a time
+def test_colour_and_16bit_masks_that_pillow_decodes_are_counted_by_runs(
+    tmp_path, monkeypatch, block_pixels
+):
+    import classweights.masks as masks
+
+    monkeypatch.setattr(masks, "BLOCK_PIXELS", block_pixels)
+    red, green, blue = [255, 0, 0], [0, 255, 0], [0, 0, 255]
+    rgb = np.array([[red] * 3 + [blue], [blue] * 2 + [red] * 2, [green] * 4], np.uint8)
+    alpha = np.arange(12, dtype=np.uint8).reshape(3, 4, 1)  # every pixel its own alpha
+    i16 = np.array([[1000, 1000, 70, 70], [65535, 1000, 1000, 1000], [70, 70, 70, 300]])
+    Image.fromarray(rgb).save(tmp_path / "rgb.tif")
+    Image.fromarray(np.concatenate([rgb, alpha], axis=2), "RGBA").save(tmp_path / "rgba.tif")
+    Image.fromarray(i16.astype(np.uint16)).save(tmp_path / "i16.tif")
+    for name in ("rgb.tif", "rgba.tif"):
+        histogram = read_histogram(tmp_path / name)
+        assert histogram.colour
+        counts = dict(zip(histogram.values.tolist(), histogram.counts.tolist(), strict=True))
+        assert counts == {0x0000FF: 3, 0x00FF00: 4, 0xFF0000: 5}  # alpha is not a colour
+    histogram = read_histogram(tmp_path / "i16.tif")
+    assert not histogram.colour
+    assert histogram.values.tolist() == [70, 300, 1000, 65535]
+    assert histogram.counts.tolist() == [5, 1, 5, 1]
