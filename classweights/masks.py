@@ -410,10 +410,15 @@ def _png_histogram(layout: png.Layout, path: str, options: ReadOptions) -> Histo
     if rows is None:
         return None  # Average or Paeth rows: Pillow undoes them faster than numpy would
     shape = (layout.height, layout.width)
-    samples = rows.view(">u2") if layout.depth == 16 else rows
     step = _block_rows(layout.width)  # no full-size copy of a large mask's samples
-    parts = [Histogram(*_count(samples[top : top + step].reshape(-1)))
-             for top in range(0, layout.height, step)]  # fmt: skip
+    blocks = (rows[top : top + step] for top in range(0, layout.height, step))
+    if layout.colour_type in png.COLOUR_TYPES:  # 8-bit RGB or RGBA
+        channels = rows.shape[1] // layout.width
+        parts = [Histogram(*_count_colours(block.reshape(-1, channels)), colour=True)
+                 for block in blocks]  # fmt: skip
+    else:
+        samples = (block.view(">u2") if layout.depth == 16 else block for block in blocks)
+        parts = [Histogram(*_count(block.reshape(-1))) for block in samples]
     return replace(parts[0] if len(parts) == 1 else _sum_histograms(parts), shape=shape)
 
 

@@ -276,19 +276,17 @@ def _kernel_count(
 
 
 def rebuilt(layout: Layout, raw: bytes) -> np.ndarray | None:
-    """Return the pixel bytes of an 8- or 16-bit gray or palette PNG whose rows are stored
-    unfiltered or with the Sub or Up filter (what OpenCV, libpng's fast settings and palette
-    writers produce), rebuilt with numpy: a (height, bytes a row) uint8 array, 16-bit samples
-    big-endian. For the pure path; the kernel undoes every filter.
+    """Return the pixel bytes of an 8- or 16-bit gray or palette PNG, or an 8-bit RGB or RGBA
+    one, whose rows are stored unfiltered or with the Sub or Up filter (what OpenCV, libpng's
+    fast settings and palette writers produce), rebuilt with numpy: a (height, bytes a row)
+    uint8 array, 16-bit samples big-endian. For the pure path; the kernel undoes every filter.
 
     None: another kind of PNG, or Average or Paeth rows, whose every byte waits for the one
     on its left (Pillow undoes those faster than numpy could).
     """
-    if (
-        layout.interlaced
-        or layout.depth not in (8, 16)
-        or layout.colour_type not in (_GRAY, _PALETTE)
-    ):
+    index = layout.colour_type in (_GRAY, _PALETTE) and layout.depth in (8, 16)
+    colour = layout.colour_type in COLOUR_TYPES and layout.depth == 8
+    if layout.interlaced or not (index or colour):
         return None
     lines = np.frombuffer(raw, np.uint8).reshape(layout.height, -1)
     kinds = lines[:, 0]
@@ -302,7 +300,7 @@ def rebuilt(layout: Layout, raw: bytes) -> np.ndarray | None:
     sub = np.flatnonzero(kinds == 1)
     if sub.size:
         part = rows if sub.size == len(rows) else rows[sub]  # OpenCV writes every row Sub
-        lanes = layout.depth // 8
+        lanes = layout.depth // 8 * _CHANNELS[layout.colour_type]  # bytes a pixel
         for lane in range(lanes):
             part[:, lane::lanes] = _running_sums(part[:, lane::lanes])
         rows[sub] = part
