@@ -592,25 +592,26 @@ class Pace:
 def _tasks(masks: Iterator, parallel: int, pace: Pace | None = None) -> Iterator[tuple]:
     """Cut a stream of masks into tasks.
 
-    Until ``pace`` has timed a task, sizes double from one mask (1, 1, 2, 2, 4, ... for two
-    workers), so that a scan of large masks shows progress from its first mask; then a task
-    takes about `TASK_SECONDS`, at most `MAX_CHUNK` masks. As the work runs out, tasks shrink
-    (guided scheduling: a task is at most the remaining masks over ``2 * parallel``), so that
-    the workers finish together. It looks ahead ``2 * parallel * MAX_CHUNK`` masks, to know
-    how many remain.
+    Sizes double from one mask (1, 1, 2, 2, 4, ... for two workers), so that a scan of large
+    masks shows progress from its first mask, up to about `TASK_SECONDS` of work once
+    ``pace`` has timed a task, and at most `MAX_CHUNK` masks. As the work runs out, tasks
+    shrink (guided scheduling: a task is at most the remaining masks over ``2 * parallel``),
+    so that the workers finish together. A task is cut as soon as the masks listed past it
+    could fill ``2 * parallel`` tasks of its size, or the listing has ended: the first tasks
+    start after a few masks are listed, the rest being listed while they are counted, and
+    the look-ahead is at most ``2 * parallel * MAX_CHUNK`` masks.
     """
-    ahead = 2 * parallel * MAX_CHUNK
     window: deque = deque()
     made = 0
     for mask in chain(masks, [_END]):
         if mask is not _END:
             window.append(mask)
-            if len(window) < ahead:
-                continue
-        while window and (mask is _END or len(window) >= ahead):
+        while window:
             timed = pace.masks_in(TASK_SECONDS) if pace is not None else None
-            limit = timed if timed is not None else 2 ** min(made // parallel, 8)
-            size = max(1, min(MAX_CHUNK, limit, len(window) // (2 * parallel)))
+            size = min(MAX_CHUNK, timed or MAX_CHUNK, 2 ** min(made // parallel, 8))
+            if mask is not _END and len(window) < 2 * parallel * size:
+                break  # not yet known whether the work runs out: list more masks first
+            size = max(1, min(size, len(window) // (2 * parallel)))
             yield tuple(window.popleft() for _ in range(min(size, len(window))))
             made += 1
 

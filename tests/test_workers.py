@@ -190,6 +190,19 @@ def test_timed_tasks_take_about_task_seconds():
     assert max(sizes) == SCAN.MAX_CHUNK
 
 
+def test_the_first_tasks_start_after_a_few_masks_are_listed():
+    listed = []
+
+    def listing():
+        for number in range(5000):
+            listed.append(number)
+            yield number
+
+    tasks = SCAN._tasks(listing(), 2)
+    assert next(tasks) == (0,)
+    assert len(listed) == 4  # enough for two tasks a worker: not the look-ahead of 1,024
+
+
 def test_progress_moves_a_file_at_a_time_when_masks_are_slow(tmp_path, monkeypatch):
     # Masks that each take longer than a task should: every task is one mask, so progress
     # is told of each file done, not of a jump of many.
