@@ -409,26 +409,34 @@ def _png_histogram(layout: png.Layout, path: str, options: ReadOptions) -> Histo
     rows = png.rebuilt(layout, raw)
     if rows is None:
         return None  # Average or Paeth rows: Pillow undoes them faster than numpy would
-    shape = (layout.height, layout.width)
-    step = _block_rows(layout.width)  # no full-size copy of a large mask's samples
-    blocks = (rows[top : top + step] for top in range(0, layout.height, step))
-    if layout.colour_type in png.COLOUR_TYPES:  # 8-bit RGB or RGBA
-        channels = rows.shape[1] // layout.width
-        parts = [Histogram(*_count_colours(block.reshape(-1, channels)), colour=True)
-                 for block in blocks]  # fmt: skip
+    colour = layout.colour_type in png.COLOUR_TYPES  # 8-bit RGB or RGBA
+    if colour:
+        samples = rows.reshape(layout.height, layout.width, -1)
     else:
-        samples = (block.view(">u2") if layout.depth == 16 else block for block in blocks)
-        parts = [Histogram(*_count(block.reshape(-1))) for block in samples]
-    return replace(parts[0] if len(parts) == 1 else _sum_histograms(parts), shape=shape)
+        samples = rows.view(">u2") if layout.depth == 16 else rows
+    step = _block_rows(layout.width)  # no full-size copy of a large mask's samples
+    blocks = (samples[top : top + step] for top in range(0, layout.height, step))
+    return replace(_runs_histogram(blocks, colour), shape=(layout.height, layout.width))
 
 
-#: A 16-bit mask is counted a block of rows of about this many pixels at a time, so that a
-#: large mask needs no full-size copy of its pixels.
+#: A mask counted by runs is counted a block of rows of about this many pixels at a time,
+#: so that a large mask needs no full-size copy of its pixels.
 BLOCK_PIXELS = 1 << 20
 
 
 def _block_rows(width: int) -> int:
     return max(1, BLOCK_PIXELS // width)
+
+
+def _runs_histogram(blocks: Iterable[np.ndarray], colour: bool) -> Histogram:
+    """Count pixels given as blocks of rows by runs of one value along the rows: colours
+    (the last axis their channels; `_count_colours`) or samples (`_count`)."""
+    if colour:
+        parts = [Histogram(*_count_colours(block.reshape(-1, block.shape[-1])), colour=True)
+                 for block in blocks]  # fmt: skip
+    else:
+        parts = [Histogram(*_count(block.reshape(-1))) for block in blocks]
+    return parts[0] if len(parts) == 1 else _sum_histograms(parts)
 
 
 def _row_blocks(image: Image.Image) -> Iterator[np.ndarray]:
@@ -470,13 +478,8 @@ def _frame_histogram(image: Image.Image, path: str) -> Histogram:
     # Colours and 16-bit samples by runs of one value along the rows (`_count_colours`,
     # `_count`): Pillow's getcolors and a 65536-bin count take a step a pixel, two to eight
     # times as long on a mask. Alpha is not part of a class colour.
-    if image.mode in COLOUR_MODES:
-        parts = [_count_colours(block.reshape(-1, block.shape[-1])) for block in _row_blocks(image)]
-        return _sum_histograms([Histogram(*part, colour=True) for part in parts])
-    if image.mode.startswith("I;16"):
-        return _sum_histograms(
-            [Histogram(*_count(block.reshape(-1))) for block in _row_blocks(image)]
-        )
+    if image.mode in COLOUR_MODES or image.mode.startswith("I;16"):
+        return _runs_histogram(_row_blocks(image), image.mode in COLOUR_MODES)
     return _array_histogram(_image_array(image, path), path)
 
 
