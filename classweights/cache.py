@@ -222,6 +222,8 @@ def _settings(paths: Sequence[str | os.PathLike], options: ReadOptions) -> str:
 
 def _version(mask: MaskFile) -> str:
     """Return the version of a mask and, when it has one, of its region mask."""
+    if mask.error is not None:
+        return ""  # the listing refused it (no region mask): never a hit, never kept
     if mask.region is None:
         return mask.version
     try:

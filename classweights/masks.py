@@ -132,7 +132,9 @@ class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends the
 
     ``path`` opens it; ``name`` is its path relative to the directory it was found in (or to
     the fixed part of a glob); ``size`` is in bytes; ``region``, when set, is a mask of the
-    pixels to count.
+    pixels to count; ``error``, when set, is why the listing already knows that it cannot be
+    counted (it has no region mask): reading it raises that, where the other failures are
+    raised, so that ``skip_errors`` lists it with them.
     """
 
     path: str
@@ -140,6 +142,7 @@ class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends the
     size: int = 0
     region: str | None = None
     version: str = ""  # changes when the file does: mtime_ns on disk, an ETag in a store
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,13 +214,18 @@ def find_masks(
 
 
 def pair_regions(
-    masks: list[MaskFile], region_dir: str | os.PathLike, pair_key: str | None = None
+    masks: list[MaskFile],
+    region_dir: str | os.PathLike,
+    pair_key: str | None = None,
+    *,
+    skip_errors: bool = False,
 ) -> list[MaskFile]:
     """Return ``masks`` each paired with the region mask of the same sample id (`sample_id`:
     by default the relative path and stem).
 
     The region may have any extension (a ``.png`` field-of-view for a ``.tif`` label).
-    Raises `MaskError` naming the first mask that has no region file.
+    Raises `MaskError` naming the first mask that has no region file; with ``skip_errors``
+    that mask is returned with the error instead (`MaskFile.error`), for the scan to list.
     """
     walked = list(sources.walk(os.fspath(region_dir)))
     refuse_twins(walked, pair_key)
@@ -229,7 +237,11 @@ def pair_regions(
         region = regions.get(key)
         if region is None:
             wanted = f"{key}.*" if pair_key is None else f"of sample {key!r}"
-            raise MaskError(mask.path, f"no region mask {wanted} in {region_dir}")
+            error = MaskError(mask.path, f"no region mask {wanted} in {region_dir}")
+            if not skip_errors:
+                raise error
+            paired.append(mask._replace(error=error.message))
+            continue
         paired.append(mask._replace(region=region))
     return paired
 
@@ -295,6 +307,8 @@ def read_histogram(
     """
     if not isinstance(mask, MaskFile):
         mask = MaskFile(os.fspath(mask), Path(mask).name)
+    if mask.error is not None:
+        raise MaskError(mask.path, mask.error)
     try:
         if mask.region is None:
             return _whole_histogram(mask.path, options)

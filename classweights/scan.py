@@ -317,7 +317,7 @@ def scan(
         )
     if rows is not None and cache is not None:
         raise ValueError("rows and cache cannot go together: a cached mask is not read again")
-    listed = _list_masks(paths, pattern, regions, shard, options, pair_key)
+    listed = _list_masks(paths, pattern, regions, shard, options, pair_key, skip_errors)
     if select is not None:  # in name order again: the fingerprint's order
         listed = iter(sorted(select(list(listed)), key=lambda mask: mask.name))
     listing = _Listing(listed)
@@ -375,13 +375,14 @@ def _list_masks(
     shard: tuple | None,
     options: ReadOptions,
     pair_key: str | None = None,
+    skip_errors: bool = False,
 ) -> Iterator[MaskFile]:
     """Yield the masks to scan, lazily, in ascending name order (the fingerprint's order)."""
     masks: Iterable[MaskFile] = sources.iter_masks(
         paths, pattern, storage_options=dict(options.storage_options), column=options.column
     )
     if regions is not None:
-        masks = pair_regions(list(masks), regions, pair_key)
+        masks = pair_regions(list(masks), regions, pair_key, skip_errors=skip_errors)
     if shard is not None:
         index, count = shard
         masks = (mask for mask in masks if shard_of(mask.name, count) == index)

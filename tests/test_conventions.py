@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import numpy as np
 import pytest
@@ -156,6 +157,22 @@ def test_roi_missing_region_file_is_exit_3(retina):
     save_mask(retina / "labels" / "eye3.png", [[0]])
     result = run("scan", retina / "labels", "--roi", retina / "fov")
     assert_one_line_error(result, 3, "eye3.png: no region mask eye3.* in")
+
+
+def test_roi_missing_region_file_is_skipped_with_skip_errors(retina, tmp_path):
+    save_mask(retina / "labels" / "eye3.png", [[1, 1]])
+    scan = ("scan", retina / "labels", "--roi", retina / "fov", "--method", "inverse")
+    # A cache that holds eye3 whole (a scan without --roi) must not count it either.
+    run_json("scan", retina / "labels", "--cache", tmp_path / "cache.db", "-q")
+    for cache in ([], ["--cache", tmp_path / "cache.db"]):
+        result = run(*scan, *cache, "--skip-errors")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert [c["pixels"] for c in doc["classes"]] == [2, 3]  # eye1 and eye2, as before
+        why = f"no region mask eye3.* in {retina / 'fov'}"
+        assert doc["errors"] == [{"file": str(retina / "labels" / "eye3.png"), "error": why}]
+        assert doc["totals"]["files"] == 2 and doc["source"]["files"] == 3
+        assert f"skipped {retina / 'labels' / 'eye3.png'}: no region mask" in result.stderr
 
 
 def test_roi_of_another_size_is_exit_3(retina):
