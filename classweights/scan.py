@@ -609,7 +609,9 @@ def _tasks(masks: Iterator, parallel: int, pace: Pace | None = None) -> Iterator
             window.append(mask)
         while window:
             timed = pace.masks_in(TASK_SECONDS) if pace is not None else None
-            size = min(MAX_CHUNK, timed or MAX_CHUNK, 2 ** min(made // parallel, 8))
+            # Doubles every `parallel` tasks; the shift is bounded by MAX_CHUNK's, not by `made`.
+            doubled = 1 << min(made // parallel, MAX_CHUNK.bit_length())
+            size = min(MAX_CHUNK, timed or MAX_CHUNK, doubled)
             if mask is not _END and len(window) < 2 * parallel * size:
                 break  # not yet known whether the work runs out: list more masks first
             size = max(1, min(size, len(window) // (2 * parallel)))
