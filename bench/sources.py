@@ -72,7 +72,9 @@ def _upload(endpoint: str, masks: Path) -> None:
 
 
 def _timed(arguments: list[str], env: dict[str, str]) -> float:
-    command = [sys.executable, "-m", "classweights", "scan", *arguments, "-q"]
+    # The masks' void is 255 (`generate`): without saying so, the scan refuses to guess.
+    command = [sys.executable, "-m", "classweights", "scan", *arguments, "--ignore-index", "255",
+               "-q"]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start

@@ -116,6 +116,18 @@ def read_file(path: str | os.PathLike) -> bytes:
         os.close(descriptor)
 
 
+def read_range(path: str | os.PathLike, start: int, size: int) -> bytes:
+    """Return ``size`` bytes of the regular file ``path`` from byte ``start`` (fewer if the
+    file ends first): a member of an uncompressed archive (`MaskFile.span`)."""
+    with open_regular(path) as file:
+        file.seek(start)
+        parts: list[bytes] = []
+        while size > 0 and (part := file.read(size)):
+            parts.append(part)
+            size -= len(part)
+        return b"".join(parts)
+
+
 def check_size(path: object, pixels: int, size: str, options: ReadOptions) -> None:
     """Raise `MaskError` if an image, page, array or volume of ``pixels`` (written ``size``)
     is above ``options.max_pixels``: called before anything of it is decoded."""
@@ -134,7 +146,9 @@ class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends the
     the fixed part of a glob); ``size`` is in bytes; ``region``, when set, is a mask of the
     pixels to count; ``error``, when set, is why the listing already knows that it cannot be
     counted (it has no region mask): reading it raises that, where the other failures are
-    raised, so that ``skip_errors`` lists it with them.
+    raised, so that ``skip_errors`` lists it with them. ``span``, for a member of an
+    uncompressed tar, is ``(start, size)`` of its bytes in the archive file: it is read as that
+    range, without the archive's index, which every process would otherwise read again.
     """
 
     path: str
@@ -143,6 +157,7 @@ class MaskFile(NamedTuple):  # a tuple: a scan holds one per mask, and sends the
     region: str | None = None
     version: str = ""  # changes when the file does: mtime_ns on disk, an ETag in a store
     error: str | None = None
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -311,7 +326,7 @@ def read_histogram(
         raise MaskError(mask.path, mask.error)
     try:
         if mask.region is None:
-            return _whole_histogram(mask.path, options)
+            return _whole_histogram(mask, options)
         labels, colour = decode(mask.path, options)
         inside = _region(mask.region, options)
         if inside.shape != labels.shape:
@@ -387,14 +402,15 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, reversed(shape)))
 
 
-def _whole_histogram(path: str, options: ReadOptions) -> Histogram:
+def _whole_histogram(mask: MaskFile, options: ReadOptions) -> Histogram:
+    path = mask.path
     reader = _array_reader(path)
     if reader is not None:
         array = reader(path, options)
         # The shape rides along: per-image rows need it, and an .npz or NIfTI file costs a
         # whole decompression to read again.
         return replace(_array_histogram(array, path), shape=array.shape)
-    data = sources.read_bytes(path, options)  # whole at once: a buffer only costs
+    data = sources.read_bytes(mask, options)  # whole at once: a buffer only costs
     layout = png.layout(data)  # a PNG's damage is refused here, before any decoder sees it
     if layout is not None:
         histogram = _png_histogram(layout, path, options)

@@ -31,7 +31,7 @@ from stat import S_ISREG
 from typing import Any
 
 from .errors import ClassWeightsError, InputError, MaskError
-from .masks import MASK_SUFFIXES, MaskFile, ReadOptions, read_file
+from .masks import MASK_SUFFIXES, MaskFile, ReadOptions, read_file, read_range
 
 #: The archives read as folders, and the compression fsspec reads each through.
 ARCHIVES = {".tar": ("tar", None), ".tar.gz": ("tar", "gzip"), ".tgz": ("tar", "gzip"),
@@ -383,25 +383,29 @@ def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) ->
     The names come from the archive's own index (tar headers, the zip directory), which fsspec
     reads once; an archive's listing is held whole, as its index is.
     """
-    kind, _ = _archive(path)  # type: ignore[misc]
+    kind, compression = _archive(path)  # type: ignore[misc]
     wanted = _wanted(pattern)
     with errors(path):
         fs = _archive_filesystem(path, options)
         if kind == "tar":
-            members = [(key, entry[0]) for key, entry in fs.index.items()]  # (info, offset, ...)
+            members = [(key, entry[0], entry[1]) for key, entry in fs.index.items()]
         else:
             members = [(item.filename, {"type": "directory" if item.is_dir() else "file",
-                        "size": item.file_size, "mtime": item.date_time})
+                        "size": item.file_size, "mtime": item.date_time}, None)
                        for item in fs.zip.infolist()]  # fmt: skip
     found = []
-    for key, info in members:
+    for key, info, start in members:
         name = re.sub(r"^(\./|/)+", "", key)
         parts = name.split("/")
         if info["type"] != "file" or any(p.startswith(".") for p in parts):
             continue
         if wanted(parts[-1], name):
-            found.append(MaskFile(f"{kind}://{key}::{path}", name, int(info["size"]),
-                                  version=version(info)))  # fmt: skip
+            size = int(info["size"])
+            # A regular member of an uncompressed tar lies whole at its offset (a link's size
+            # is its target's): read as a range (`_member_range`), as `_member_bytes` does.
+            whole = start is not None and compression is None and not info.get("linkname")
+            found.append(MaskFile(f"{kind}://{key}::{path}", name, size, version=version(info),
+                                  span=(start, size) if whole else None))  # fmt: skip
     found.sort(key=itemgetter(1))
     return iter(found)
 
@@ -495,12 +499,30 @@ def read_bytes(mask: MaskFile | str, options: ReadOptions = ReadOptions()) -> by
     path = mask if isinstance(mask, str) else mask.path
     if is_local(path):
         return read_file(path)  # regular files only; whole at once: a buffer only costs
+    span = None if isinstance(mask, str) else mask.span
     try:
+        if span is not None:
+            return _member_range(path, span, dict(options.storage_options))
         return _read_stored(path, dict(options.storage_options), options.column)
     except ClassWeightsError:
         raise
     except Exception as error:
         raise MaskError(path, f"cannot read: {reason(error, path)}") from None
+
+
+def _member_range(path: str, span: tuple[int, int], options: dict[str, Any]) -> bytes:
+    """Return the bytes of an uncompressed tar's member by their place in the archive file
+    (`MaskFile.span`): one read of a range, local or in a store (a ranged request)."""
+    archive = _MEMBER.match(path).group(3)  # type: ignore[union-attr]
+    start, size = span
+    if is_local(archive):
+        data = read_range(archive, start, size)
+    else:
+        fs, where = filesystem(archive, options)
+        data = fs.cat_file(where, start=start, end=start + size)
+    if len(data) != size:
+        raise MaskError(path, f"cannot read: the archive ends {size - len(data)} bytes early")
+    return data
 
 
 def _read_stored(path: str, options: dict[str, Any], column: str | None) -> bytes:

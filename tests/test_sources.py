@@ -14,6 +14,7 @@ import fsspec
 import numpy as np
 import pytest
 
+from classweights.errors import MaskError
 from classweights.masks import MaskFile, ReadOptions, find_masks, read_histogram
 from classweights.sources import freeze, iter_masks, parse_storage_options, read_bytes
 from helpers import MASK_A, MASK_B, assert_one_line_error, run, run_json, save_mask
@@ -98,6 +99,40 @@ def test_archives_are_folders(on_disk, tmp_path, suffix):
     masks = find_masks([archive])
     assert [m.name for m in masks] == sorted(MASKS)
     assert read_bytes(masks[0], ReadOptions()) == (on_disk / "a" / "1.png").read_bytes()
+
+
+def test_a_plain_tar_member_is_read_as_a_range_without_the_archive_index(
+    on_disk, tmp_path, monkeypatch
+):
+    archive = tmp_path / "masks.tar"
+    with tarfile.open(archive, "w") as out:
+        out.add(on_disk, arcname=".")
+        link = tarfile.TarInfo("hard.png")
+        link.type, link.linkname = tarfile.LNKTYPE, "./a/1.png"
+        out.addfile(link)  # a hard link: no bytes of its own
+    with tarfile.open(archive) as tar:
+        offsets = {m.name.removeprefix("./"): m.offset_data for m in tar.getmembers()}
+    masks = {m.name: m for m in find_masks([archive])}
+    first = masks["a/1.png"]
+    size = (on_disk / "a" / "1.png").stat().st_size
+    assert first.span == (offsets["a/1.png"], size)
+    assert masks["hard.png"].span is None  # read through the archive's index, as before
+    with tarfile.open(tmp_path / "masks.tar.gz", "w:gz") as out:
+        out.add(on_disk, arcname=".")
+    assert {m.span for m in find_masks([tmp_path / "masks.tar.gz"])} == {None}
+
+    def no_index(*args):
+        raise AssertionError("the archive's index was read")
+
+    # In a worker: no index is built for a member that has its span.
+    monkeypatch.setattr("classweights.sources._archive_filesystem", no_index)
+    assert read_bytes(first, ReadOptions()) == (on_disk / "a" / "1.png").read_bytes()
+    assert read_histogram(first).counts.sum() == np.size(MASK_A)
+    # An archive cut short since it was listed: one line naming the member.
+    with open(archive, "r+b") as file:
+        file.truncate(offsets["a/1.png"] + 10)
+    with pytest.raises(MaskError, match=f"cannot read: the archive ends {size - 10} bytes early"):
+        read_bytes(first, ReadOptions())
 
 
 def test_webdataset_shards_with_a_glob(on_disk, tmp_path):
