@@ -7,6 +7,7 @@ line, which handles Ctrl-C itself from there on.
 """
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -41,10 +42,8 @@ def _exit(code: object) -> None:
         print(code, file=sys.stderr)  # sys.exit("message"): the message, and status 1
         code = 1
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head): nothing to say
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (| head): nothing more to say
-            pass
     atexit._run_exitfuncs()
     os._exit(code or 0)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .counting import MAX_EXAMPLES, MAX_VALUES, MORE, ClassCounts
 from .errors import InputError, MaskError, one_line, plural
-from .masks import MaskFile, find_masks, mask_size, refuse_twins, sample_id, shape_text, stem
+from .masks import MaskFile, find_masks, mask_size, refuse_twins, sample_id, shape_text
 from .report import settings_differ
 from .scan import ScanResult
 

@@ -244,7 +244,8 @@ class _ParquetWriter:
             return
         if self._writer is None:
             self._open()
-        columns: list = list(zip(*rows, strict=True))[: len(COLUMNS)]  # no unexpected: see `writing`
+        # No unexpected column: see `writing`.
+        columns: list = list(zip(*rows, strict=True))[: len(COLUMNS)]
         columns[4] = [list(pixels.items()) for pixels in columns[4]]
         self._writer.write_table(self._pa.Table.from_arrays(columns, schema=self._schema))
 

@@ -309,7 +309,8 @@ def rebuilt(layout: Layout, raw: bytes) -> np.ndarray | None:
     up = np.flatnonzero(kinds == 2)
     if up.size:
         breaks = np.flatnonzero(np.diff(up) > 1)
-        for start, end in zip(up[np.r_[0, breaks + 1]], up[np.r_[breaks, len(up) - 1]] + 1):
+        starts, ends = up[np.r_[0, breaks + 1]], up[np.r_[breaks, len(up) - 1]] + 1
+        for start, end in zip(starts, ends, strict=True):
             run = np.cumsum(rows[start:end], axis=0, dtype=np.uint8)
             rows[start:end] = run + rows[start - 1] if start else run
     return rows

@@ -419,7 +419,8 @@ def _from_document(doc: Any) -> ScanResult:
     spec = LabelSpec(
         num_classes=num_classes,
         ignore_index=tuple(
-            _integer(v, "an ignore_index value") for v in _list_of(doc["ignore_index"], "ignore_index")
+            _integer(v, "an ignore_index value")
+            for v in _list_of(doc["ignore_index"], "ignore_index")
         ),
         mapping=tuple(
             (_integer(s, "a map source"), _integer(d, "a map destination"))

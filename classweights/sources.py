@@ -208,7 +208,10 @@ def _until_magic(parts: tuple[str, ...]) -> Iterable[str]:
 
 
 def _local_file(
-    path: str, name: str, in_folder: bool = False, status: Callable[[], os.stat_result] | None = None
+    path: str,
+    name: str,
+    in_folder: bool = False,
+    status: Callable[[], os.stat_result] | None = None,
 ) -> MaskFile | None:
     """Return the mask at a local ``path``; None for a FIFO, device or socket found in a
     folder, which is passed over (reading one may never end), and `MaskError` for one named

@@ -168,4 +168,5 @@ def test_a_damaged_npz_is_refused_with_the_reason(tmp_path):
     with pytest.raises(MaskError, match=r"member\.npz: cannot read mask: "):
         read_histogram(tmp_path / "member.npz")
     histogram = read_histogram(good)
-    assert dict(zip(histogram.values.tolist(), histogram.counts.tolist())) == {1: 2, 2: 1, 3: 1}
+    counts = dict(zip(histogram.values.tolist(), histogram.counts.tolist(), strict=True))
+    assert counts == {1: 2, 2: 1, 3: 1}

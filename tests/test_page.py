@@ -90,7 +90,8 @@ def test_shares_are_a_log_scale_bar_chart(tmp_path):
 
 def test_settings_and_warnings(tmp_path):
     save_mask(tmp_path / "a.png", [[0, 1], [2, 2]])  # class 3 has no pixels: a warning
-    result = run("scan", tmp_path, "--num-classes", "4", "--format", "html", "--method", "enet", "-q")
+    options = ("--num-classes", "4", "--format", "html", "--method", "enet", "-q")
+    result = run("scan", tmp_path, *options)
     parsed = Page(result.stdout)
     settings = dict(parsed.rows["settings"])
     assert settings["method"] == "enet" and settings["ignore_index"] == "[]"

@@ -200,8 +200,10 @@ def test_values_that_may_not_occur_are_in_no_column(two_masks):
     assert summed.image_pixels.tolist() == result.counts.image_pixels.tolist() == [32, 32]
     # A file has no column for them: writing such a row is refused, not silently short.
     out = two_masks.parent / "rows.csv"
-    with pytest.raises(InputError, match="b.png: 4 pixels of values that may not occur"):
-        with writing(out) as write:
+    with (
+        pytest.raises(InputError, match=r"b\.png: 4 pixels of values that may not occur"),
+        writing(out) as write,
+    ):
             scan([two_masks], LabelSpec(num_classes=2), strict=False, rows=write, workers=1)
     assert not out.exists()
 

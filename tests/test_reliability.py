@@ -371,7 +371,10 @@ def test_yaml_alias_bomb_in_a_baseline(masks, tmp_path):
         (lambda d: d["classes"][0].update(pixels=10.7), "class 0's pixels is 10.7, not a count"),
         (lambda d: d["classes"][1].update(images=True), "class 1's images is True, not a count"),
         (lambda d: d["classes"][0].update(pixels=2**62), "not a count"),
-        (lambda d: d.update(num_classes=2_000_000_000), '"num_classes" is 2000000000 but 2 classes'),
+        (
+            lambda d: d.update(num_classes=2_000_000_000),
+            '"num_classes" is 2000000000 but 2 classes',
+        ),
         (lambda d: d.update(num_classes=2e9), '"num_classes" is 2000000000.0, not a count'),
         (lambda d: d["classes"].pop(), '"num_classes" is 2 but 1 classes are listed'),
         (lambda d: d["totals"].update(pixels=17), "its class counts do not add up"),
@@ -683,8 +686,8 @@ def test_a_closed_stdout_is_one_line_even_without_the_interpreters_teardown():
     os.close(read_end)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "classweights", "scan", "sample_masks", "-q",
-             "--ignore-index", "255"],  # fmt: skip
+            [sys.executable, "-m", "classweights", "scan", "sample_masks", "-q", "--ignore-index",
+             "255"],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,

@@ -79,7 +79,9 @@ def test_a_bucket_counts_as_the_disk_does(s3, tmp_path):
     # A single object, and a glob over a prefix.
     one = run_json("scan", "s3://cw-same/masks/top.png", *options(s3), "-q")
     assert one["totals"] == {"files": 1, "pixels": 16, "ignored": 0}
-    some = run_json("scan", "s3://cw-same/masks/a/*.png", *options(s3), "--ignore-index", "255", "-q")
+    some = run_json(
+        "scan", "s3://cw-same/masks/a/*.png", *options(s3), "--ignore-index", "255", "-q"
+    )
     assert some["totals"]["files"] == 2
     # A tar shard in the bucket is a folder, its members read by range requests.
     import s3fs

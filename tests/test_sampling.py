@@ -265,7 +265,7 @@ def test_a_weight_that_is_not_finite_is_refused():
 
     sampling.METHODS["bad"] = bad
     try:
-        with pytest.raises(WeightError, match="i1.png"):
+        with pytest.raises(WeightError, match=r"i1\.png"):
             image_weights(TABLE, "bad")
     finally:
         del sampling.METHODS["bad"]

@@ -129,7 +129,9 @@ def test_a_bad_shard_flag_is_a_usage_error(tiny, value):
 def test_check_takes_a_shard_too(shards):
     masks = shards / "masks"
     docs = [
-        run_json("check", masks, "--shard", f"{i}/3", "--max-imbalance", "1e9", "--format", "json", "-q")
+        run_json(
+            "check", masks, "--shard", f"{i}/3", "--max-imbalance", "1e9", "--format", "json", "-q"
+        )
         for i in range(3)
     ]
     assert [doc["ok"] for doc in docs] == [True] * 3

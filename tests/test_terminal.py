@@ -129,7 +129,7 @@ def test_skipped_files_are_counted_in_the_table(tiny):
 
 def test_warnings_wrap_at_word_boundaries_and_list_parts_one_per_line():
     display, out = terminal_display(width=40)
-    words = "every word of this warning stays whole when it wraps".split()
+    words = ["every", "word", "of", "this", "warning", "stays", "whole", "when", "it", "wraps"]
     display.warn(" ".join(words) + " | a.png: label 9 | b.png: label 7")
     display.flush()
     lines = out.getvalue().splitlines()
