@@ -135,6 +135,29 @@ def test_a_plain_tar_member_is_read_as_a_range_without_the_archive_index(
         read_bytes(first, ReadOptions())
 
 
+def test_a_tar_member_in_a_store_is_one_ranged_read(on_disk, tmp_path, monkeypatch):
+    shard = io.BytesIO()
+    with tarfile.open(fileobj=shard, mode="w") as out:
+        out.add(on_disk, arcname=".")
+    memory = fsspec.filesystem("memory")
+    memory.pipe_file("/cw-range/masks.tar", shard.getvalue())
+    first = find_masks(["memory://cw-range/masks.tar"])[0]
+    expected = (on_disk / "a" / "1.png").read_bytes()
+    asked = []
+    whole = memory.cat_file
+
+    def cat_file(path, start=None, end=None, **kwargs):
+        asked.append((start, end))
+        return whole(path, start, end, **kwargs)
+
+    monkeypatch.setattr(memory, "cat_file", cat_file)
+    assert read_bytes(first, ReadOptions()) == expected
+    assert asked == [(first.span[0], first.span[0] + len(expected))]
+    # A web server that ignores the range sends the whole archive: the member is cut from it.
+    monkeypatch.setattr(memory, "cat_file", lambda path, start=None, end=None: whole(path))
+    assert read_bytes(first, ReadOptions()) == expected
+
+
 def test_webdataset_shards_with_a_glob(on_disk, tmp_path):
     # WebDataset: samples as KEY.EXT files one after another, over several shards.
     shards = tmp_path / "shards"
