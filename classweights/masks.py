@@ -252,10 +252,10 @@ def pair_regions(
         region = regions.get(key)
         if region is None:
             wanted = f"{key}.*" if pair_key is None else f"of sample {key!r}"
-            error = MaskError(mask.path, f"no region mask {wanted} in {region_dir}")
+            why = f"no region mask {wanted} in {region_dir}"
             if not skip_errors:
-                raise error
-            paired.append(mask._replace(error=error.message))
+                raise MaskError(mask.path, why)
+            paired.append(mask._replace(error=why))
             continue
         paired.append(mask._replace(region=region))
     return paired
