@@ -11,10 +11,14 @@
  *
  *   - None rows are counted where they lie in the stream;
  *   - Sub rows straight from their residuals: a pixel differs from its left neighbour
- *     exactly where its residual is not 0; the row is rebuilt only if the next row reads it;
- *   - Paeth rows are rebuilt and counted in one pass: only at an event (a residual that is
- *     not 0, or an edge in the row above) does a pixel go through the predictor;
+ *     exactly where its residual is not 0;
+ *   - Paeth rows are rebuilt and counted in one pass, from the runs of the row above: only
+ *     at an event (a residual that is not 0, or a run start in the row above) does a pixel
+ *     go through the predictor;
  *   - Up and Average rows are rebuilt (Up is vectorised by the compiler), then counted.
+ *
+ * A row leaves the next one what that one reads: Up and Average rows read the row above
+ * written out, Paeth rows its runs, None and Sub rows nothing.
  *
  * Pixels are counted as: 8-bit gray and palette samples in a 256-bin table; 1-, 2- and 4-bit
  * samples as their STORED values (0-3 in a 2-bit PNG, never Pillow's rescaled 0/85/170/255),
@@ -49,6 +53,49 @@
 #define INLINE static inline
 #endif
 
+/* Whether a word's low byte comes first in memory: then words are loaded and stored whole.
+ * Elsewhere (or where the compiler does not say) they are put together byte by byte. */
+#if !defined(LITTLE_ENDIAN_WORDS)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LITTLE_ENDIAN_WORDS 1
+#else
+#define LITTLE_ENDIAN_WORDS 0
+#endif
+#endif
+
+/* A pixel of bpp bytes (at most 8) as a word, its first byte in the low bits: byte j of the
+ * pixel is (v >> 8 * j) & 0xFF on any machine; the word's other bytes are 0. */
+INLINE uint64_t pixel_at(const uint8_t *p, const size_t bpp)
+{
+    uint64_t v = 0;
+    size_t j;
+    if (LITTLE_ENDIAN_WORDS && (bpp == 1 || bpp == 2 || bpp == 4 || bpp == 8)) {
+        memcpy(&v, p, bpp); /* one load */
+        return v;
+    }
+    /* In registers: 3 or 6 bytes copied into a word in memory and loaded whole would wait
+     * for the stores (a third of the time of colour masks written by OpenCV). */
+    for (j = bpp; j-- > 0;) v = v << 8 | p[j];
+    return v;
+}
+
+/* Store the pixel `v` (as `pixel_at` gives it) at p. */
+INLINE void store_pixel(uint8_t *p, uint64_t v, const size_t bpp)
+{
+#if LITTLE_ENDIAN_WORDS
+    memcpy(p, &v, bpp);
+#else
+    size_t j;
+    for (j = 0; j < bpp; j++) p[j] = (uint8_t)(v >> (8 * j));
+#endif
+}
+
+/* Byte j of a pixel held as a word. */
+INLINE unsigned lane(uint64_t v, size_t j)
+{
+    return (unsigned)(v >> (8 * j)) & 0xFF;
+}
+
 /* --- row filters (PNG specification, section 9.2) ------------------------------------- */
 
 INLINE uint8_t paeth(int a, int b, int c)
@@ -62,7 +109,6 @@ INLINE uint8_t paeth(int a, int b, int c)
 enum {
     CHANGES,   /* a[i] != a[i - bpp]: a pixel that differs from the one on its left */
     RESIDUALS, /* a[i] != 0: a Sub or Paeth residual that is not 0 */
-    EVENTS,    /* a[i] != 0 or b[i] != b[i - bpp]: that, or an edge in the row above b */
 };
 
 INLINE size_t lowest_bit(uint64_t m)
@@ -76,25 +122,10 @@ INLINE size_t lowest_bit(uint64_t m)
 #endif
 }
 
-#if !defined(__SSE2__)
-/* Eight bytes from p, the first in the low bits. */
-INLINE uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(&v, p, 8);
-#else
-    int k;
-    for (k = 7; k >= 0; k--) v = v << 8 | p[k];
-#endif
-    return v;
-}
-#endif
 
 /* The bytes of [i, i + 16 * blocks) where `what` is found, as bits: bit j for byte i + j.
  * Sixteen bytes are compared at once where SSE2 is there (every x86-64), else eight. */
-INLINE uint64_t event_bits(const uint8_t *a, const uint8_t *b, size_t i, size_t bpp,
-                           size_t blocks, const int what)
+INLINE uint64_t event_bits(const uint8_t *a, size_t i, size_t bpp, size_t blocks, const int what)
 {
     uint64_t m = 0;
     size_t j;
@@ -104,19 +135,12 @@ INLINE uint64_t event_bits(const uint8_t *a, const uint8_t *b, size_t i, size_t 
         __m128i x = _mm_loadu_si128((const __m128i *)p);
         __m128i y = what == CHANGES ? _mm_loadu_si128((const __m128i *)(p - bpp))
                                     : _mm_setzero_si128();
-        __m128i same = _mm_cmpeq_epi8(x, y);
-        if (what == EVENTS) {
-            const uint8_t *q = b + i + 16 * j;
-            same = _mm_and_si128(same, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)q),
-                                                      _mm_loadu_si128((const __m128i *)(q - bpp))));
-        }
-        m |= (uint64_t)((unsigned)_mm_movemask_epi8(same) ^ 0xFFFFu) << (16 * j);
+        m |= (uint64_t)((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) ^ 0xFFFFu) << (16 * j);
     }
 #else
     for (j = 0; j < 2 * blocks; j++) {
         size_t at = i + 8 * j;
-        uint64_t w = load_le64(a + at) ^ (what == CHANGES ? load_le64(a + at - bpp) : 0);
-        if (what == EVENTS) w |= load_le64(b + at) ^ load_le64(b + at - bpp);
+        uint64_t w = pixel_at(a + at, 8) ^ (what == CHANGES ? pixel_at(a + at - bpp, 8) : 0);
         w |= w >> 4, w |= w >> 2, w |= w >> 1; /* bit 0 of each byte: is the byte not 0 */
         m |= ((w & 0x0101010101010101ULL) * 0x0102040810204080ULL >> 56) << (8 * j);
     }
@@ -137,40 +161,55 @@ INLINE size_t list_pixels(uint32_t *at, size_t found, uint64_t m, uint32_t first
     return found;
 }
 
-/* Write to `at` the pixels k in [1, width) where `what` is found in any of their bytes, in
- * order, and return how many: a run can end only at such a pixel. The row is looked at 64
- * bytes a step (48 for pixels of 3 and 6 bytes: whole pixels), steps with no branch of their
- * own, and its events are then walked in one loop. Looking for the next event and stopping
- * there cost a branch the processor could not predict at each event; the list takes 40% less
- * time on palette masks, a fifth less on gray masks written by Pillow. */
-INLINE size_t find_events(const uint8_t *a, const uint8_t *b, size_t width, const size_t bpp,
-                          const int what, uint32_t *at)
+/* Bytes `find_events` looks at in one step: 64, or 48 for pixels of 3 and 6 bytes (whole
+ * pixels). Step g covers the row's bytes from bpp + g * step: bit j of its mask is byte
+ * bpp + g * step + j, in the last step too (which may overlap the one before it). */
+INLINE size_t step_bytes(size_t bpp)
 {
-    const size_t blocks = bpp == 3 || bpp == 6 ? 3 : 4, group = 16 * blocks;
-    size_t n = width * bpp, i = bpp, found = 0;
+    return bpp == 3 || bpp == 6 ? 48 : 64;
+}
+
+/* Steps a row of n bytes takes (the first pixel has nothing on its left: no step). */
+INLINE size_t steps_of(size_t n, size_t bpp)
+{
+    return n > bpp ? (n - bpp + step_bytes(bpp) - 1) / step_bytes(bpp) : 0;
+}
+
+/* Write to `at` the pixels k in [1, width) where `what` is found in any of their bytes, or
+ * where `also` (when not NULL: a mask a step, as above) has a bit, in order, and return how
+ * many: a run can end only at such a pixel. `keep`, when not NULL, gets each step's mask.
+ * The row is looked at a step at a time, steps with no branch of their own, and its events
+ * are then walked in one loop. Looking for the next event and stopping there cost a branch
+ * the processor could not predict at each event; the list takes 40% less time on palette
+ * masks, a fifth less on gray masks written by Pillow. */
+INLINE size_t find_events(const uint8_t *a, size_t width, const size_t bpp, const int what,
+                          const uint64_t *also, uint64_t *keep, uint32_t *at)
+{
+    const size_t group = step_bytes(bpp), blocks = group / 16;
+    size_t n = width * bpp, i = bpp, found = 0, g = 0;
     uint32_t first = 1;
-    for (; i + group <= n; i += group, first += (uint32_t)(group / bpp))
-        found = list_pixels(at, found, event_bits(a, b, i, bpp, blocks, what), first, bpp);
-    if (i < n && n >= group + bpp) { /* a group that ends the row: its bits before i are seen */
-        uint64_t m = event_bits(a, b, n - group, bpp, blocks, what) >> (group - (n - i));
+    for (; i + group <= n; i += group, first += (uint32_t)(group / bpp), g++) {
+        uint64_t m = event_bits(a, i, bpp, blocks, what);
+        if (also) m |= also[g];
+        if (keep) keep[g] = m;
         found = list_pixels(at, found, m, first, bpp);
-    } else if (i < n) { /* a short row: from copies, after the pixel on their left */
-        uint8_t ta[64 + 8] = {0}, tb[64 + 8] = {0};
-        size_t r = n - i;
-        memcpy(ta, a + i - bpp, bpp + r);
-        if (what == EVENTS) memcpy(tb, b + i - bpp, bpp + r);
-        uint64_t m = event_bits(ta, tb, bpp, bpp, blocks, what) & ((1ULL << r) - 1);
+    }
+    if (i < n) {
+        uint64_t m;
+        if (n >= group + bpp) { /* a step that ends the row: its bits before i are seen */
+            m = event_bits(a, n - group, bpp, blocks, what) >> (group - (n - i));
+        } else { /* a short row: from a copy, after the pixel on its left */
+            uint8_t t[64 + 8] = {0};
+            size_t r = n - i;
+            memcpy(t, a + i - bpp, bpp + r);
+            m = event_bits(t, bpp, bpp, blocks, what) & ((1ULL << r) - 1);
+        }
+        if (also) m |= also[g];
+        if (keep) keep[g] = m;
         found = list_pixels(at, found, m, first, bpp);
     }
     return found;
 }
-
-/* Little-endian machines build a pixel repeated over words in registers: */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define WORD_PATTERNS 1
-#else
-#define WORD_PATTERNS 0
-#endif
 
 /* Bytes a repeated pixel of `bpp` bytes takes to fill whole words: 24 for 3 and 6, else 8. */
 INLINE size_t pattern_bytes(size_t bpp)
@@ -181,8 +220,7 @@ INLINE size_t pattern_bytes(size_t bpp)
 /* w[0 .. pattern_bytes(bpp) / 8) = the pixel at `p` repeated (1, 2, 3, 4, 6 or 8 bytes). */
 INLINE void pattern(const uint8_t *p, size_t bpp, uint64_t w[3])
 {
-    uint64_t px = 0;
-    memcpy(&px, p, bpp);
+    uint64_t px = pixel_at(p, bpp);
     switch (bpp) {
     case 1: w[0] = 0x0101010101010101ULL * px; break;
     case 2: w[0] = 0x0001000100010001ULL * px; break;
@@ -212,10 +250,9 @@ INLINE void pattern(const uint8_t *p, size_t bpp, uint64_t w[3])
 INLINE void repeat_fill(uint8_t *out, size_t i, size_t j, size_t bpp)
 {
     if (j <= i) return;
-#if defined(__SSE2__) && WORD_PATTERNS
+#if defined(__SSE2__) && LITTLE_ENDIAN_WORDS
     if (bpp == 1 || bpp == 2 || bpp == 4 || bpp == 8) {
-        uint64_t px = 0;
-        memcpy(&px, out + i - bpp, bpp); /* the pixel on the left */
+        uint64_t px = pixel_at(out + i - bpp, bpp); /* the pixel on the left */
         __m128i v = bpp == 1   ? _mm_set1_epi8((char)px)
                     : bpp == 2 ? _mm_set1_epi16((short)px)
                     : bpp == 4 ? _mm_set1_epi32((int)px)
@@ -228,7 +265,7 @@ INLINE void repeat_fill(uint8_t *out, size_t i, size_t j, size_t bpp)
         memset(out + i, out[i - 1], j - i);
         return;
     }
-    if (WORD_PATTERNS) {
+    if (LITTLE_ENDIAN_WORDS) {
         uint64_t w[3];
         size_t k, block = pattern_bytes(bpp);
         pattern(out + i - bpp, bpp, w);
@@ -239,10 +276,10 @@ INLINE void repeat_fill(uint8_t *out, size_t i, size_t j, size_t bpp)
 }
 
 /* Rebuild an Up or Average row into `out` from its filtered bytes `in` and the rebuilt row
- * above `up` (all zeros for the first row); Sub and Paeth rows are rebuilt as they are
- * counted (`sub_row`, `paeth_row`). `bpp` is a constant in each caller, so the compiler makes
- * one loop per pixel size. Average chains each byte to the one a pixel to its left: that byte
- * is carried in a register along its lane, not read back from `out`, which would stall. */
+ * above `up` (all zeros for the first row); the other rows are rebuilt as they are counted.
+ * `bpp` is a constant in each caller, so the compiler makes one loop per pixel size. Average
+ * chains each byte to the one a pixel to its left: that byte is carried in a register along
+ * its lane, not read back from `out`, which would stall. */
 INLINE void unfilter_bpp(int kind, uint8_t *restrict out, const uint8_t *restrict in,
                          const uint8_t *restrict up, size_t n, const size_t bpp)
 {
@@ -360,133 +397,204 @@ typedef struct {
     int failed; /* out of memory */
 } Counter;
 
-/* Add n pixels equal to the pixel at p (bpp bytes). For colours, 16-bit samples are taken
- * by their high byte, as Pillow reads them, and alpha is left out. */
-INLINE void add_run(Counter *c, const uint8_t *p, size_t n, const size_t bpp)
+/* Add n pixels equal to `pixel` (bpp bytes, as `pixel_at` gives them). For colours, 16-bit
+ * samples are taken by their high byte, as Pillow reads them, and alpha is left out. */
+INLINE void add_run(Counter *c, uint64_t pixel, size_t n, const size_t bpp)
 {
     if (bpp == 1) {
-        c->bytes[p[0]] += n;
+        c->bytes[lane(pixel, 0)] += n;
     } else if (bpp == 2) {
-        uint64_t *block = c->blocks[p[0]];
-        if (block == NULL && (block = c->blocks[p[0]] = calloc(256, sizeof *block)) == NULL) {
+        uint64_t **block = &c->blocks[lane(pixel, 0)];
+        if (*block == NULL && (*block = calloc(256, sizeof **block)) == NULL) {
             c->failed = 1;
             return;
         }
-        block[p[1]] += n;
+        (*block)[lane(pixel, 1)] += n;
     } else {
         const size_t sample = bpp >= 6 ? 2 : 1;
         colours_add(&c->colours,
-                    ((uint32_t)p[0] << 16) | ((uint32_t)p[sample] << 8) | p[2 * sample], n);
+                    lane(pixel, 0) << 16 | lane(pixel, sample) << 8 | lane(pixel, 2 * sample), n);
         c->failed |= c->colours.failed;
     }
 }
 
-/* Count a rebuilt row of `width` pixels a run at a time. A run ends where a pixel differs
- * from the one on its left (the row compared with itself shifted by a pixel). Alpha and the
- * low bytes of 16-bit samples take part: a run may end early, never late. */
-INLINE void count_row(const uint8_t *row, size_t width, Counter *c, uint32_t *at,
+/* --- rows --------------------------------------------------------------------------------- */
+
+/* A rebuilt row, kept as its runs for a Paeth row below it: where each run starts and its
+ * pixel, and the starts as bits, a mask a step of `find_events` (bit j of mask g for byte
+ * bpp + g * step + j). Where the row above is the same at k - 1 and k, a Paeth predictor is
+ * the pixel on the left (PNG specification, section 9.4), so a pixel with a residual of 0
+ * repeats it: a Paeth row's runs can end only where its residual is not 0 or the row above
+ * starts a run, and its pixels need the row above only there. Writing each Paeth row out (a
+ * fill between its events) took a quarter of its time; it is written out only for a row
+ * below that reads every byte of it (Up, Average). */
+typedef struct {
+    uint32_t *starts; /* starts[0] = 0, and after the last run's UINT32_MAX, a sentinel */
+    uint64_t *pixels; /* each run's pixel, as `pixel_at` gives it */
+    uint64_t *bits;   /* the starts after the first pixel's */
+} Runs;
+
+/* What a row leaves for the one below, by that row's filter: Up and Average read the row
+ * above written out, Paeth its runs, None and Sub nothing. */
+enum { LEAVE_NOTHING, LEAVE_ROW, LEAVE_RUNS };
+
+/* The bytes of x and y added one by one, modulo 256 (no carry from byte to byte). */
+INLINE uint64_t add_bytes(uint64_t x, uint64_t y)
+{
+    const uint64_t high = 0x8080808080808080ULL;
+    return ((x & ~high) + (y & ~high)) ^ ((x ^ y) & high);
+}
+
+/* A Paeth pixel: residual r plus the predictor of a (left), b (above), c (above left). */
+INLINE uint64_t paeth_pixel(uint64_t r, uint64_t a, uint64_t b, uint64_t c, const size_t bpp)
+{
+    uint64_t w = 0;
+    size_t j;
+    for (j = 0; j < bpp; j++) {
+        uint8_t p = paeth((int)lane(a, j), (int)lane(b, j), (int)lane(c, j));
+        w |= (uint64_t)(uint8_t)(lane(r, j) + p) << (8 * j);
+    }
+    return w;
+}
+
+/* Keep the runs of a row whose events all end a run (the bits are already kept). */
+INLINE void keep_runs(Runs *keep, const uint8_t *row, const uint32_t *at, size_t events,
                       const size_t bpp)
 {
-    size_t events = find_events(row, NULL, width, bpp, CHANGES, at), e, start = 0;
+    size_t e;
+    keep->starts[0] = 0;
+    keep->pixels[0] = pixel_at(row, bpp);
     for (e = 0; e < events; e++) {
-        add_run(c, row + start * bpp, at[e] - start, bpp);
+        keep->starts[e + 1] = at[e];
+        keep->pixels[e + 1] = pixel_at(row + at[e] * bpp, bpp);
+    }
+    keep->starts[events + 1] = UINT32_MAX;
+}
+
+/* Count a rebuilt row of `width` pixels a run at a time (and keep its runs when `keep` is
+ * not NULL). A run ends where a pixel differs from the one on its left (the row compared
+ * with itself shifted by a pixel). Alpha and the low bytes of 16-bit samples take part: a
+ * run may end early, never late. */
+INLINE void count_row(const uint8_t *row, size_t width, Counter *c, uint32_t *at, Runs *keep,
+                      const size_t bpp)
+{
+    size_t events = find_events(row, width, bpp, CHANGES, NULL, keep ? keep->bits : NULL, at);
+    size_t e, start = 0;
+    for (e = 0; e < events; e++) {
+        add_run(c, pixel_at(row + start * bpp, bpp), at[e] - start, bpp);
         start = at[e];
     }
-    add_run(c, row + start * bpp, width - start, bpp);
+    add_run(c, pixel_at(row + start * bpp, bpp), width - start, bpp);
+    if (keep) keep_runs(keep, row, at, events, bpp);
 }
 
 /* Count a Sub row straight from its residuals: a pixel differs from the one on its left
- * exactly where its residual bytes are not all zero (PNG specification, section 9.2), so the
- * runs are found in `in` without rebuilding the row. The row is rebuilt into `out` only when
- * the next row needs it (out is not NULL), a run at a time. */
-INLINE void sub_row(const uint8_t *in, uint8_t *out, size_t width, Counter *c, uint32_t *at,
-                    const size_t bpp)
+ * exactly where its residual bytes are not all zero (section 9.2), so the runs are found in
+ * `in` without rebuilding the row. The row is written to `out` only when the next row reads
+ * it (out is not NULL), a run at a time; its runs are kept when `keep` is not NULL. Returns
+ * the row's last pixel. */
+INLINE uint64_t sub_row(const uint8_t *in, uint8_t *out, Runs *keep, size_t width, Counter *c,
+                        uint32_t *at, const size_t bpp)
 {
-    uint8_t pixel[8] = {0};
-    size_t n = width * bpp, start = 0, k, b;
-    size_t events = find_events(in, NULL, width, bpp, RESIDUALS, at), e;
-    memcpy(pixel, in, bpp); /* the first pixel has nothing on its left */
+    size_t n = width * bpp, start = 0, k;
+    size_t events = find_events(in, width, bpp, RESIDUALS, NULL, keep ? keep->bits : NULL, at);
+    size_t e;
+    uint64_t pixel = pixel_at(in, bpp); /* the first pixel has nothing on its left */
+    if (keep) keep->starts[0] = 0, keep->pixels[0] = pixel;
     for (e = 0; e < events; e++) {
         k = at[e];
         add_run(c, pixel, k - start, bpp);
         if (out) {
-            memcpy(out + start * bpp, pixel, bpp);
+            store_pixel(out + start * bpp, pixel, bpp);
             repeat_fill(out, (start + 1) * bpp, k * bpp, bpp);
         }
-        for (b = 0; b < bpp; b++) pixel[b] = (uint8_t)(pixel[b] + in[k * bpp + b]);
+        pixel = add_bytes(pixel, pixel_at(in + k * bpp, bpp));
+        if (keep) keep->starts[e + 1] = (uint32_t)k, keep->pixels[e + 1] = pixel;
         start = k;
     }
     add_run(c, pixel, width - start, bpp);
     if (out) {
-        memcpy(out + start * bpp, pixel, bpp);
+        store_pixel(out + start * bpp, pixel, bpp);
         repeat_fill(out, (start + 1) * bpp, n, bpp);
     }
+    if (keep) keep->starts[events + 1] = UINT32_MAX;
+    return pixel;
 }
 
-/* Rebuild and count a Paeth row in one pass. Where a pixel's residual is 0 and the row above
- * is flat there (b == c), the predictor p = a + b - c is a (section 9.4): the pixel repeats
- * the one on its left. So only at an event (a residual that is not 0, or an edge in the row
- * above) does a pixel go through the predictor, and only there can a run end. */
-INLINE void paeth_row(const uint8_t *in, const uint8_t *up, uint8_t *out, size_t width,
-                      Counter *c, uint32_t *at, const size_t bpp)
+/* Rebuild and count a Paeth row from its residuals `in` and the runs of the row above `up`.
+ * Its events are its residuals that are not 0 and the starts of the runs above; at each, the
+ * pixel goes through the predictor, with the pixels above (b) and above left (c) taken from
+ * the run above that holds them. Whether the run ends there is a coin toss the processor
+ * would lose half the time: the run is added with length 0 when it goes on, without a
+ * branch. The row is written to `out` when it is not NULL, its runs kept in `keep` when that
+ * is not NULL. Returns the row's last pixel. */
+INLINE uint64_t paeth_row(const uint8_t *in, const Runs *up, uint8_t *out, Runs *keep,
+                          size_t width, Counter *c, uint32_t *at, const size_t bpp)
 {
-    size_t n = width * bpp, start = 0, k, b;
-    size_t events = find_events(in, up, width, bpp, EVENTS, at), e;
-    for (b = 0; b < bpp; b++) out[b] = (uint8_t)(in[b] + up[b]); /* a = c = 0: p is b */
-    size_t done = bpp; /* out[0 .. done) is rebuilt */
+    const size_t step = step_bytes(bpp);
+    size_t n = width * bpp, start = 0, above = 0, kept = 1, k, e;
+    size_t events = find_events(in, width, bpp, RESIDUALS, up->bits, NULL, at);
+    uint64_t run = add_bytes(pixel_at(in, bpp), up->pixels[0]); /* a = c = 0: p is b */
+    if (out) store_pixel(out, run, bpp);
+    if (keep) {
+        memset(keep->bits, 0, steps_of(n, bpp) * sizeof *keep->bits);
+        keep->starts[0] = 0, keep->pixels[0] = run;
+    }
+    size_t done = bpp; /* out[0 .. done) is written */
     for (e = 0; e < events; e++) {
         k = at[e];
-        uint8_t *pixel = out + k * bpp, *left = pixel - bpp;
-        repeat_fill(out, done, k * bpp, bpp);
-        for (b = 0; b < bpp; b++)
-            pixel[b] = (uint8_t)(in[k * bpp + b] + paeth(left[b], up[k * bpp + b],
-                                                         up[k * bpp + b - bpp]));
-        /* Whether the run ends here is a coin toss the processor would lose half the
-         * time: the run is added with length 0 when it goes on, without a branch. */
-        size_t ends = (size_t)0 - (size_t)(memcmp(pixel, left, bpp) != 0);
-        add_run(c, out + start * bpp, (k - start) & ends, bpp);
+        size_t edge = up->starts[above + 1] == k; /* the row above starts a run at k */
+        above += edge;
+        uint64_t pixel = paeth_pixel(pixel_at(in + k * bpp, bpp), run, up->pixels[above],
+                                     up->pixels[above - edge], bpp);
+        size_t ends = (size_t)0 - (size_t)(pixel != run);
+        add_run(c, run, (k - start) & ends, bpp);
         start ^= (start ^ k) & ends;
-        done = (k + 1) * bpp;
+        if (out) {
+            repeat_fill(out, done, k * bpp, bpp);
+            store_pixel(out + k * bpp, pixel, bpp);
+            done = (k + 1) * bpp;
+        }
+        if (keep) {
+            size_t o = (k - 1) * bpp; /* the start's bit: its byte in the steps */
+            keep->bits[o / step] |= (uint64_t)(ends & 1) << (o % step);
+            keep->starts[kept] = (uint32_t)k;
+            keep->pixels[kept] = pixel;
+            kept += ends & 1;
+        }
+        run = pixel;
     }
-    repeat_fill(out, done, n, bpp);
-    add_run(c, out + start * bpp, width - start, bpp);
+    add_run(c, run, width - start, bpp);
+    if (out) repeat_fill(out, done, n, bpp);
+    if (keep) keep->starts[kept] = UINT32_MAX;
+    return run;
 }
 
-/* One row: rebuild it (unless it is stored unfiltered, or is a Sub row that no later row
- * reads) and count it. Returns the rebuilt row, the row above for the next one. */
-INLINE const uint8_t *row_bpp(int kind, const uint8_t *in, uint8_t *out, const uint8_t *up,
-                              int next_reads, size_t width, Counter *c, uint32_t *at,
-                              const size_t bpp)
+/* One row: rebuild it (as far as the next row needs: `leave`) and count it. `*row` is set to
+ * the rebuilt row, which is written out for None, Up and Average rows, and for the others
+ * with LEAVE_ROW; `runs` gets its runs with LEAVE_RUNS. Returns the last pixel of a Sub or
+ * Paeth row (which may not be written out), else 0. Each case names its outputs as
+ * constants, so that the compiler drops what is not left. */
+INLINE uint64_t row_bpp(int kind, const uint8_t *in, const uint8_t *up_row, const Runs *up_runs,
+                        uint8_t *out, const uint8_t **row, int leave, Runs *runs,
+                        size_t width, Counter *c, uint32_t *at, const size_t bpp)
 {
-    size_t n = width * bpp;
-    if (kind == 0) {
-        count_row(in, width, c, at, bpp);
-        return in;
+    *row = kind == 0 ? in : out;
+    if (kind == 2 || kind == 3) { /* Up, Average */
+        unfilter_bpp(kind, out, in, up_row, width * bpp, bpp);
+        in = out;
     }
-    if (kind == 1) {
-        sub_row(in, next_reads ? out : NULL, width, c, at, bpp);
-        return out;
-    }
-    if (kind == 4) {
-        paeth_row(in, up, out, width, c, at, bpp);
-        return out;
-    }
-    unfilter_bpp(kind, out, in, up, n, bpp);
-    count_row(out, width, c, at, bpp);
-    return out;
-}
-
-static const uint8_t *count_one_row(int kind, const uint8_t *in, uint8_t *out,
-                                    const uint8_t *up, int next_reads, size_t width,
-                                    Counter *c, uint32_t *at, size_t bpp)
-{
-    switch (bpp) {
-    case 1: return row_bpp(kind, in, out, up, next_reads, width, c, at, 1);
-    case 2: return row_bpp(kind, in, out, up, next_reads, width, c, at, 2);
-    case 3: return row_bpp(kind, in, out, up, next_reads, width, c, at, 3);
-    case 4: return row_bpp(kind, in, out, up, next_reads, width, c, at, 4);
-    case 6: return row_bpp(kind, in, out, up, next_reads, width, c, at, 6);
-    default: return row_bpp(kind, in, out, up, next_reads, width, c, at, 8);
+    switch (kind * 3 + leave) {
+    case 0 * 3 + LEAVE_RUNS:
+    case 2 * 3 + LEAVE_RUNS:
+    case 3 * 3 + LEAVE_RUNS: count_row(in, width, c, at, runs, bpp); return 0;
+    case 1 * 3 + LEAVE_NOTHING: return sub_row(in, NULL, NULL, width, c, at, bpp);
+    case 1 * 3 + LEAVE_ROW: return sub_row(in, out, NULL, width, c, at, bpp);
+    case 1 * 3 + LEAVE_RUNS: return sub_row(in, NULL, runs, width, c, at, bpp);
+    case 4 * 3 + LEAVE_NOTHING: return paeth_row(in, up_runs, NULL, NULL, width, c, at, bpp);
+    case 4 * 3 + LEAVE_ROW: return paeth_row(in, up_runs, out, NULL, width, c, at, bpp);
+    case 4 * 3 + LEAVE_RUNS: return paeth_row(in, up_runs, NULL, runs, width, c, at, bpp);
+    default: count_row(in, width, c, at, NULL, bpp); return 0; /* None, Up, Average */
     }
 }
 
@@ -497,49 +605,58 @@ typedef struct {
     int bad_filter;
 } Outcome;
 
-/* What the pass over the rows works in: two rows to rebuild into (each SLACK bytes longer),
- * a row of zeros (the row above the first), and room for the events of a row. */
+/* What the pass over the rows works in: two rows to rebuild into (each SLACK bytes longer)
+ * and the runs of two rows (the row above, the row being counted), a row of zeros (the row
+ * above the first), and room for the events of a row. */
 typedef struct {
     uint8_t *rows[2];
+    Runs runs[2];
     uint8_t *zeros;
     uint32_t *events;
 } Scratch;
 
 /* Count every row of the stream into `c`; sub-byte samples are counted as bytes, then the
- * bytes split into their samples. */
-static Outcome count_rows(const uint8_t *data, size_t width, size_t height, int depth,
-                          size_t bpp, size_t n, const Scratch *s, Counter *c)
+ * bytes split into their samples. `bpp` is a constant in each caller (`count_rows`): the
+ * compiler makes one pass for each pixel size, with each row's work inlined in it. */
+INLINE Outcome rows_bpp(const uint8_t *data, size_t width, size_t height, int depth, size_t n,
+                        Scratch *s, Counter *c, const size_t bpp)
 {
     Outcome outcome = {-1, 0};
-    const uint8_t *up = s->zeros; /* the row above the first is all zeros */
     size_t stride = n + 1, y;
+    /* The row above the first is all zeros: written out, and one run. */
+    const uint8_t *up_row = s->zeros;
+    Runs *up_runs = &s->runs[1];
+    up_runs->starts[0] = 0, up_runs->starts[1] = UINT32_MAX, up_runs->pixels[0] = 0;
+    memset(up_runs->bits, 0, steps_of(n, bpp) * sizeof *up_runs->bits);
     /* Sub-byte samples: a row's last byte may hold fewer than 8/depth samples (and padding
      * bits, which are not pixels); it is counted sample by sample into `tail`. */
     size_t full = depth < 8 ? width * (size_t)depth / 8 : n;
     uint64_t tail[16] = {0};
 
     for (y = 0; y < height && !c->failed; y++) {
-        const uint8_t *line = data + y * stride;
-        int kind = line[0];
-        /* `out` must not be the row above: a row rebuilt in rows[y & 1] is read as `up`
-         * while row y + 1 is written into rows[(y + 1) & 1]. */
-        uint8_t *out = s->rows[y & 1];
+        const uint8_t *line = data + y * stride, *row;
+        int kind = line[0], next = y + 1 < height ? line[stride] : 0;
+        int leave = next == 4 ? LEAVE_RUNS : next == 2 || next == 3 ? LEAVE_ROW : LEAVE_NOTHING;
         if (kind > 4) {
             outcome.bad_row = (Py_ssize_t)y;
             outcome.bad_filter = kind;
             break;
         }
-        /* A sub-byte row is counted as bytes (`n` of them) and always rebuilt: its last
-         * byte is read again below. */
-        int next_reads = depth < 8 || (y + 1 < height && line[stride] >= 2); /* Up, Avg, Paeth */
-        up = count_one_row(kind, line + 1, out, up, next_reads, depth < 8 ? n : width, c,
-                           s->events, bpp);
+        /* Not the row above: that is rows[(y - 1) & 1] (or `in`), runs[(y - 1) & 1]. */
+        uint8_t *out = s->rows[y & 1];
+        Runs *runs = &s->runs[y & 1];
+        /* A sub-byte row is counted as bytes, `n` of them. */
+        uint64_t last = row_bpp(kind, line + 1, up_row, up_runs, out, &row, leave, runs,
+                                depth < 8 ? n : width, c, s->events, bpp);
         if (full < n) { /* the last byte holds padding bits too: its samples one by one */
             size_t k, left = width - full * 8 / (size_t)depth;
-            c->bytes[up[full]]--;
+            size_t byte = kind == 1 || kind == 4 ? lane(last, 0) : row[full];
+            c->bytes[byte]--;
             for (k = 0; k < left; k++)
-                tail[(up[full] >> (8 - (size_t)depth * (k + 1))) & ((1u << depth) - 1)]++;
+                tail[(byte >> (8 - (size_t)depth * (k + 1))) & ((1u << depth) - 1)]++;
         }
+        up_row = row;
+        up_runs = runs;
     }
     if (depth < 8 && outcome.bad_row < 0) {
         /* Each counted byte holds 8/depth samples, the first in its high bits. */
@@ -554,6 +671,19 @@ static Outcome count_rows(const uint8_t *data, size_t width, size_t height, int 
         for (k = 0; k <= top; k++) c->bytes[k] = samples[k] + tail[k];
     }
     return outcome;
+}
+
+static Outcome count_rows(const uint8_t *data, size_t width, size_t height, int depth,
+                          size_t bpp, size_t n, Scratch *s, Counter *c)
+{
+    switch (bpp) {
+    case 1: return rows_bpp(data, width, height, depth, n, s, c, 1);
+    case 2: return rows_bpp(data, width, height, depth, n, s, c, 2);
+    case 3: return rows_bpp(data, width, height, depth, n, s, c, 3);
+    case 4: return rows_bpp(data, width, height, depth, n, s, c, 4);
+    case 6: return rows_bpp(data, width, height, depth, n, s, c, 6);
+    default: return rows_bpp(data, width, height, depth, n, s, c, 8);
+    }
 }
 
 /* Return (values, counts) as two bytes objects of native int64. */
@@ -651,13 +781,23 @@ static PyObject *count(PyObject *self, PyObject *args)
     }
 
     int colour = bpp >= 3;
+    /* Pixels a row is walked as (bytes, for sub-byte samples): a row has fewer events, and
+     * no more runs. */
+    size_t pixels = depth < 8 ? n : (size_t)width, steps = steps_of(n, bpp), r;
     uint8_t *buffers = malloc(2 * (n + SLACK));
-    /* A row's events are pixels (bytes, for sub-byte samples) after its first: fewer than n. */
-    Scratch scratch = {{buffers, buffers + n + SLACK}, calloc(n, 1), malloc(n * sizeof(uint32_t))};
+    Scratch scratch = {{buffers, buffers + n + SLACK}, {{0}}, calloc(n, 1),
+                       malloc(pixels * sizeof(uint32_t))};
+    int ok = buffers != NULL && scratch.zeros != NULL && scratch.events != NULL;
+    for (r = 0; r < 2; r++) {
+        Runs *runs = &scratch.runs[r];
+        runs->starts = malloc((pixels + 1) * sizeof *runs->starts);
+        runs->pixels = malloc(pixels * sizeof *runs->pixels);
+        runs->bits = malloc((steps + 1) * sizeof *runs->bits);
+        ok = ok && runs->starts && runs->pixels && runs->bits;
+    }
     Counter *counter = calloc(1, sizeof *counter);
     Outcome outcome = {-1, 0};
-    if (buffers == NULL || scratch.zeros == NULL || scratch.events == NULL || counter == NULL ||
-        (colour && !colours_init(&counter->colours, 1024))) {
+    if (!ok || counter == NULL || (colour && !colours_init(&counter->colours, 1024))) {
         PyErr_NoMemory();
         goto free;
     }
@@ -679,6 +819,11 @@ free:
     free(buffers);
     free(scratch.zeros);
     free(scratch.events);
+    for (r = 0; r < 2; r++) {
+        free(scratch.runs[r].starts);
+        free(scratch.runs[r].pixels);
+        free(scratch.runs[r].bits);
+    }
     if (counter != NULL) {
         size_t i;
         for (i = 0; i < 256; i++) free(counter->blocks[i]);

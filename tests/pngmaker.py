@@ -22,9 +22,10 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def pack_rows(samples: np.ndarray, depth: int) -> np.ndarray:
+def pack_rows(samples: np.ndarray, depth: int, padding: bool = False) -> np.ndarray:
     """Return (height, bytes a row) uint8: ``samples`` (height, width, channels) stored at
-    ``depth`` bits, big-endian, sub-byte samples packed from the high bits, rows padded."""
+    ``depth`` bits, big-endian, sub-byte samples packed from the high bits, rows padded with
+    0 bits (with 1 bits if ``padding``: their value is unspecified, section 7.2)."""
     height = samples.shape[0]
     flat = samples.reshape(height, -1).astype(np.uint64)
     if depth == 16:
@@ -32,7 +33,10 @@ def pack_rows(samples: np.ndarray, depth: int) -> np.ndarray:
     if depth == 8:
         return flat.astype(np.uint8)
     bits = np.unpackbits(flat.astype(np.uint8)[..., None], axis=-1)[..., 8 - depth :]
-    return np.packbits(bits.reshape(height, -1), axis=-1)
+    bits = bits.reshape(height, -1)
+    if padding:
+        bits = np.pad(bits, ((0, 0), (0, -bits.shape[1] % 8)), constant_values=1)
+    return np.packbits(bits, axis=-1)
 
 
 def filter_rows(rows: np.ndarray, bpp: int, kinds: Sequence[int]) -> np.ndarray:
@@ -60,11 +64,13 @@ def encode(
     interlace: bool = False,
     level: int = 6,
     chunks: int = 1,
+    padding: bool = False,
 ) -> bytes:
     """Return a PNG of ``samples`` ((height, width) or (height, width, channels)).
 
     ``filters`` is one filter type for every row, or one per row of the image (for an
-    interlaced image, row i of each pass takes filters[i % len])."""
+    interlaced image, row i of each pass takes filters[i % len]); ``padding`` sets the bits
+    that pad a sub-byte row to a whole byte."""
     samples = np.asarray(samples)
     if samples.ndim == 2:
         samples = samples[..., None]
@@ -76,7 +82,7 @@ def encode(
     for x0, y0, dx, dy in ADAM7 if interlace else ((0, 0, 1, 1),):
         sub = samples[y0::dy, x0::dx]
         if sub.size:
-            rows = pack_rows(sub, depth)
+            rows = pack_rows(sub, depth, padding)
             parts.append(filter_rows(rows, bpp, np.resize(kinds, rows.shape[0])).tobytes())
     stream = zlib.compress(b"".join(parts), level)
     header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, int(interlace))

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from itertools import pairwise
 
 import deflate
 import numpy as np
@@ -106,6 +107,52 @@ def test_each_filter_type_alone_on_wide_rows(tmp_path, filter_type, colour_type,
     samples = mask_samples(rng, 5, 4100, colour_type, depth)
     data = encode(samples, depth=depth, colour_type=colour_type, filters=filter_type)
     assert counts_of(data, tmp_path) == pillow_histogram(data, depth)
+
+
+def every_pair_of_filters() -> list[int]:
+    """Filter types 0..4 in an order that holds each ordered pair once: a de Bruijn sequence
+    of order 2 (26 rows). What a row leaves for the one below (nothing, the row, its runs)
+    depends on the filter below; each pair is one way."""
+    seen, sequence = set(), [0]  # Martin's construction: the highest type not yet after it
+    while len(seen) < 25:
+        last = sequence[-1]
+        nxt = next(s for s in range(4, -1, -1) if (last, s) not in seen)
+        seen.add((last, nxt))
+        sequence.append(nxt)
+    return sequence
+
+
+def moving_edges(rng, height: int, width: int, colour_type: int, depth: int) -> np.ndarray:
+    """Runs of a few values whose edges stay, move by a pixel or jump from row to row, as a
+    mask's edges do: a run below an edge above may go on or end there."""
+    channels = CHANNELS[colour_type]
+    palette = rng.integers(0, 2**depth, (int(rng.integers(2, 5)), channels))
+    row = palette[rng.integers(0, len(palette), width)]
+    rows = []
+    for _ in range(height):
+        move = rng.integers(0, 4)
+        if move == 1:  # every edge a pixel to the right
+            row = np.concatenate([row[:1], row[:-1]])
+        elif move == 2:  # a new run somewhere
+            start = int(rng.integers(0, width))
+            row = row.copy()
+            row[start : start + int(rng.integers(1, 40))] = palette[rng.integers(0, len(palette))]
+        elif move == 3:
+            row = np.repeat(palette[rng.integers(0, len(palette), -(-width // 3))], 3, 0)[:width]
+        rows.append(row)
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize(("colour_type", "depth"), KINDS)
+def test_every_pair_of_filters_on_edges_that_move(tmp_path, colour_type, depth):
+    filters = every_pair_of_filters()
+    assert len(filters) == 26 and len(set(pairwise(filters))) == 25
+    rng = np.random.default_rng([colour_type, depth])
+    for width in [1, 2, 17, 33, 34, 65, 66, 257, 1025]:
+        samples = moving_edges(rng, len(filters), width, colour_type, depth)
+        # Sub-byte rows padded with 1 bits: the padding is no pixel, whatever the filter.
+        data = encode(samples, depth=depth, colour_type=colour_type, filters=filters, padding=True)
+        assert counts_of(data, tmp_path) == pillow_histogram(data, depth), width
 
 
 @SETTINGS
