@@ -23,7 +23,9 @@ timed, every mask's counts are checked against Pillow's.
 
 A line of the report gives the median times, then the ratios scan/decode, scan/opencv and
 scan/floor, then the steady-state cost per mask (the time for 2N masks minus that for N,
-divided by N: start-up drops out) of the scan and of the floor, ``spread`` (the largest
+divided by N: start-up drops out; the two are timed one after the other, and the median of
+those paired differences is taken, so that the load of a shared machine, which drifts from
+run to run, cancels within a pair) of the scan and of the floor, ``spread`` (the largest
 (max - min) / median of the timings: how far to trust them) and the scan's peak memory (main
 process + largest worker). The memory line compares that peak at 2,000 and 20,000 masks. The
 "easy case" line is the previous benchmark's grid of axis-aligned rectangles, whose rows
@@ -592,6 +594,13 @@ def peak(scans: list[ScanRun]) -> tuple[float, float]:
     )
 
 
+def per_mask(result: SetResult, name: str) -> float:
+    """Return the steady-state cost of one mask in ms: the median over runs of the time for
+    2N masks minus that for N, divided by N, each pair timed one after the other."""
+    pairs = zip(result.times[name], result.times[f"{name} x2"], strict=False)
+    return statistics.median(double - single for single, double in pairs) / result.files * 1e3
+
+
 def format_line(label: str, result: SetResult) -> str:
     m = result.median
     naive = f"~{seconds(m('naive'))}" if result.naive_step > 1 else seconds(m("naive"))
@@ -607,8 +616,7 @@ def format_line(label: str, result: SetResult) -> str:
         f"  scan/opencv {scan / m('opencv'):.2f}  scan/floor {scan / m('floor'):.2f}"
     )
     if "scan x2" in result.times:
-        per_scan = (m("scan x2") - scan) / result.files * 1e3
-        per_floor = (m("floor x2") - m("floor")) / result.files * 1e3
+        per_scan, per_floor = per_mask(result, "scan"), per_mask(result, "floor")
         ratio = f"{per_scan / per_floor:.1f}x" if per_floor > 0 else "n/a"
         line += f" | per mask: scan {per_scan:.2f} ms, floor {per_floor:.2f} ms ({ratio})"
     main, worker = peak(result.scans)
