@@ -23,9 +23,10 @@ timed, every mask's counts are checked against Pillow's.
 
 A line of the report gives the median times, then the ratios scan/decode, scan/opencv and
 scan/floor, then the steady-state cost per mask (the time for 2N masks minus that for N,
-divided by N: start-up drops out; the two are timed one after the other, and the median of
-those paired differences is taken, so that the load of a shared machine, which drifts from
-run to run, cancels within a pair) of the scan and of the floor, ``spread`` (the largest
+divided by N: start-up drops out; N is at least 1,000, the 200 large masks linked 5 and 10
+times over; the two are timed one after the other, and the median of those paired
+differences is taken, so that the load of a shared machine, which drifts from run to run,
+cancels within a pair) of the scan and of the floor, ``spread`` (the largest
 (max - min) / median of the timings: how far to trust them) and the scan's peak memory (main
 process + largest worker). The memory line compares that peak at 2,000 and 20,000 masks. The
 "easy case" line is the previous benchmark's grid of axis-aligned rectangles, whose rows
@@ -68,6 +69,10 @@ SIZES = (("512x512", 512, 512, 2000), ("2048x1024", 2048, 1024, 200))
 QUICK_SIZES = (("512x512", 512, 512, 200), ("2048x1024", 2048, 1024, 20))
 #: The memory measurement's large set: the 512x512 Pillow palette masks linked this many times.
 MEMORY_COPIES = 10
+#: The steady-state cost per mask is timed on N and 2N masks, N at least this many: a set of
+#: fewer masks (the 200 large ones) is linked k and 2k times over, so that the difference
+#: between the two (a second or more) stands well above a whole process's noise.
+STEADY_MASKS = 1000
 
 #: Writer -> modes it writes; mode as Pillow names it -> directory name.
 WRITERS = {"pillow": ("P", "L", "I;16", "RGB"), "opencv": ("L", "I;16", "RGB")}
@@ -531,6 +536,7 @@ class SetResult:
 
     files: int
     naive_step: int
+    steady: int = 0  # N of the steady-state pair (N and 2N masks); 0: no pair
     times: dict[str, list[float]] = field(default_factory=dict)
     scans: list[ScanRun] = field(default_factory=list)
     scan_error: str | None = None
@@ -542,27 +548,62 @@ class SetResult:
         return statistics.median(self.times[name])
 
 
+def steady_pair(directory: Path, least: int) -> tuple[Path, Path]:
+    """Return the sets of N and 2N masks that the steady-state cost is timed on: the masks of
+    ``directory`` and its -x2 link set, or for a set of fewer than ``least`` masks, its masks
+    linked k and 2k times over (made here the first time)."""
+    files = len(list(directory.glob("*.png")))
+    copies = -(-least // files)
+    if copies == 1:
+        return directory, directory.with_name(directory.name + "-x2")
+    pair = []
+    for k in (copies, 2 * copies):
+        target = directory.with_name(f"{directory.name}-x{k}")
+        if len(list(target.glob("*.png"))) != k * files:
+            shutil.rmtree(target, ignore_errors=True)
+            link_copies(directory, target, k)
+        pair.append(target)
+    return pair[0], pair[1]
+
+
 def measure_set(
-    directory: Path, options: list[str], runs: int, doubled: Path | None, naive_sample: int
+    directory: Path,
+    options: list[str],
+    runs: int,
+    pair: tuple[Path, Path] | None,
+    naive_sample: int,
 ) -> SetResult:
-    """Run every measurement in turn, ``runs`` times, on the masks of ``directory`` (and on
-    ``doubled``, the same masks twice over, for the steady-state cost); the naive script on
-    about ``naive_sample`` of them."""
+    """Run every measurement in turn, ``runs`` times, on the masks of ``directory`` (and the
+    floor and the scan on ``pair``, N and 2N masks, for the steady-state cost); the naive
+    script on about ``naive_sample`` of them."""
     files = len(list(directory.glob("*.png")))
     result = SetResult(files=files, naive_step=max(1, files // naive_sample))
+    steady = [] if pair is None else [p for p in pair if p != directory]  # N is often the set
+    if pair is not None:
+        result.steady = len(list(pair[0].glob("*.png")))
+
+    def scan(path: Path) -> float:
+        run = run_scan(path, options)
+        if path == directory:  # the peak memory reported is that of the set itself
+            result.scans.append(run)
+        return run.seconds
+
+    def timed(name: str, run: Callable[[Path], float]) -> None:
+        result.add(name, run(directory))
+        if pair is not None:  # the pair right after: a pair sees the same load
+            seconds = [result.times[name][-1]] if pair[0] == directory else []
+            seconds += [run(path) for path in steady]
+            result.add(f"{name} N", seconds[0])
+            result.add(f"{name} 2N", seconds[1])
+
     for _ in range(runs):
         result.add("naive", time_code(NAIVE_CODE, directory, result.naive_step) * result.naive_step)
         result.add("decode", time_code(DECODE_CODE, directory))
         result.add("opencv", time_code(OPENCV_CODE, directory))
-        result.add("floor", time_code(FLOOR_CODE, directory))
-        if doubled is not None:
-            result.add("floor x2", time_code(FLOOR_CODE, doubled))
+        timed("floor", partial(time_code, FLOOR_CODE))
         if result.scan_error is None:
             try:
-                result.scans.append(run_scan(directory, options))
-                result.add("scan", result.scans[-1].seconds)
-                if doubled is not None:
-                    result.add("scan x2", run_scan(doubled, options).seconds)
+                timed("scan", scan)
             except ScanFailed as error:
                 result.scan_error = str(error)
     return result
@@ -595,10 +636,10 @@ def peak(scans: list[ScanRun]) -> tuple[float, float]:
 
 
 def per_mask(result: SetResult, name: str) -> float:
-    """Return the steady-state cost of one mask in ms: the median over runs of the time for
-    2N masks minus that for N, divided by N, each pair timed one after the other."""
-    pairs = zip(result.times[name], result.times[f"{name} x2"], strict=False)
-    return statistics.median(double - single for single, double in pairs) / result.files * 1e3
+    """Return the steady-state cost of one mask in microseconds: the median over runs of the
+    time for 2N masks minus that for N, divided by N, each pair timed one after the other."""
+    pairs = zip(result.times[f"{name} N"], result.times[f"{name} 2N"], strict=False)
+    return statistics.median(double - single for single, double in pairs) / result.steady * 1e6
 
 
 def format_line(label: str, result: SetResult) -> str:
@@ -615,10 +656,10 @@ def format_line(label: str, result: SetResult) -> str:
         f"  scan {seconds(scan)} | scan/decode {scan / m('decode'):.2f}"
         f"  scan/opencv {scan / m('opencv'):.2f}  scan/floor {scan / m('floor'):.2f}"
     )
-    if "scan x2" in result.times:
+    if "scan 2N" in result.times:
         per_scan, per_floor = per_mask(result, "scan"), per_mask(result, "floor")
-        ratio = f"{per_scan / per_floor:.1f}x" if per_floor > 0 else "n/a"
-        line += f" | per mask: scan {per_scan:.2f} ms, floor {per_floor:.2f} ms ({ratio})"
+        ratio = f"{per_scan / per_floor:.2f}x" if per_floor > 0 else "n/a"
+        line += f" | per mask: scan {per_scan:.0f} us, floor {per_floor:.0f} us ({ratio})"
     main, worker = peak(result.scans)
     return (
         f"{line} | spread {max(map(spread, result.times.values())):.0%}"
@@ -692,23 +733,23 @@ def main() -> None:
 
     prepare_data(data, sizes)
     compile_tool()
-    sets = []  # (label, directory, doubled, scan options)
+    steady = STEADY_MASKS // (10 if args.quick else 1)
+    sets = []  # (label, directory, (N, 2N) for the steady-state cost, scan options)
     for name, _, _, count in sizes:
         for writer, modes in WRITERS.items():
             for mode in modes:
                 directory = data / f"{name}-{count}" / writer / MODE_DIRS[mode]
-                doubled = directory.with_name(directory.name + "-x2")
-                options = scan_options(mode, data)
-                sets.append((f"{name} {writer} {mode}", directory, doubled, options))
+                pair = steady_pair(directory, steady)
+                sets.append((f"{name} {writer} {mode}", directory, pair, scan_options(mode, data)))
     count = sizes[0][3]
     easy = data / f"easy-{count}" / "L"
-    sets.append((f"{sizes[0][0]} easy case (grid) L", easy, easy.with_name("L-x2"),
+    sets.append((f"{sizes[0][0]} easy case (grid) L", easy, steady_pair(easy, steady),
                  scan_options("L", data)))  # fmt: skip
     if args.real is not None:
         sets.append((f"real: {args.real.name}", args.real, None, shlex.split(args.real_options)))
     memory_set = data / f"memory-{count}" / "P"
     log("warming the page cache ...")
-    warm_cache([d for _, directory, doubled, _ in sets for d in (directory, doubled) if d] +
+    warm_cache([d for _, directory, pair, _ in sets for d in (directory, *(pair or ()))] +
                [memory_set])  # fmt: skip
     log("checking every mask's counts against Pillow's ...")
     checked = check_counts([directory for _, directory, _, _ in sets])
@@ -716,11 +757,11 @@ def main() -> None:
     print(header(runs), flush=True)
     print(checked, flush=True)
     results = {}
-    for label, directory, doubled, options in sets:
+    for label, directory, pair, options in sets:
         log(f"measuring {label} ...")
         naive_sample = NAIVE_SAMPLE // (10 if "--colors" in options else 1)
         naive_sample = max(1, naive_sample // (5 if args.quick else 1))
-        results[label] = measure_set(directory, options, runs, doubled, naive_sample)
+        results[label] = measure_set(directory, options, runs, pair, naive_sample)
         print(format_line(label, results[label]), flush=True)
     reference = results[sets[0][0]]  # the 512x512 Pillow palette masks
     log(f"measuring the peak memory of scan on {memory_set} ...")

@@ -54,7 +54,8 @@
 #endif
 
 /* Whether a word's low byte comes first in memory: then words are loaded and stored whole.
- * Elsewhere (or where the compiler does not say) they are put together byte by byte. */
+ * Elsewhere (or where the compiler does not say) they are put together byte by byte; build
+ * with -DLITTLE_ENDIAN_WORDS=0 to run that code on any machine (as the tests were). */
 #if !defined(LITTLE_ENDIAN_WORDS)
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define LITTLE_ENDIAN_WORDS 1

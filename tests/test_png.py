@@ -6,9 +6,12 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import shlex
+import shutil
 import struct
 import subprocess
 import sys
+import sysconfig
 import zlib
 from itertools import pairwise
 
@@ -153,6 +156,40 @@ def test_every_pair_of_filters_on_edges_that_move(tmp_path, colour_type, depth):
         # Sub-byte rows padded with 1 bits: the padding is no pixel, whatever the filter.
         data = encode(samples, depth=depth, colour_type=colour_type, filters=filters, padding=True)
         assert counts_of(data, tmp_path) == pillow_histogram(data, depth), width
+
+
+def test_the_kernels_portable_code_counts_as_the_built_kernel(tmp_path, png_path):
+    """The kernel's code for machines without SSE2 and for big-endian ones (words put
+    together byte by byte), built here as the installed kernel was, counts every layout the
+    same; skipped only where no compiler is at hand."""
+    from classweights import _native
+
+    if png_path != "compiled":
+        pytest.skip("compares two builds of the kernel: once is enough")
+    command = shlex.split(sysconfig.get_config_var("LDSHARED") or "cc -shared")
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"no C compiler ({command[0]})")
+    built = tmp_path / f"_kernel{sysconfig.get_config_var('EXT_SUFFIX')}"
+    flags = ["-O1", "-fPIC", "-U__SSE2__", "-DLITTLE_ENDIAN_WORDS=0"]
+    include = f"-I{sysconfig.get_paths()['include']}"
+    source = str(REPO / "classweights" / "_kernel.c")
+    subprocess.run([*command, *flags, include, source, "-o", str(built)], check=True)
+    spec = importlib.util.spec_from_file_location("_kernel", built)
+    portable = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(portable)
+    rng = np.random.default_rng(7)
+    filters = every_pair_of_filters()
+    for colour_type, depth in KINDS:
+        for width in [1, 5, 33, 66, 257]:
+            for make in (moving_edges, mask_samples):
+                samples = make(rng, len(filters), width, colour_type, depth)
+                data = encode(samples, depth=depth, colour_type=colour_type, filters=filters)
+                found = _native.KERNEL.layout(data, deflate.crc32)
+                assert portable.layout(data, deflate.crc32) == found
+                layout = png.layout(data)
+                raw = png.inflate(layout)
+                arguments = (raw, width, len(filters), depth, colour_type)
+                assert portable.count(*arguments) == _native.KERNEL.count(*arguments)
 
 
 @SETTINGS
