@@ -404,9 +404,8 @@ def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) ->
             continue
         if wanted(parts[-1], name):
             size = int(info["size"])
-            # A regular member of an uncompressed tar lies whole at its offset (a link's size
-            # is its target's): read as a range (`_member_range`), as `_member_bytes` does.
-            whole = start is not None and compression is None and not info.get("linkname")
+            # In an uncompressed tar, its offset is in the archive file: read as a range.
+            whole = start is not None and compression is None and _lies_whole(info)
             found.append(MaskFile(f"{kind}://{key}::{path}", name, size, version=version(info),
                                   span=(start, size) if whole else None))  # fmt: skip
     found.sort(key=itemgetter(1))
@@ -598,11 +597,17 @@ def _archive_filesystem(path: str, options: Mapping[str, Any]) -> Any:
     )
 
 
+def _lies_whole(info: Mapping[str, Any]) -> bool:
+    """Return whether a tar member's bytes lie whole at its offset: a regular file, not a link
+    (a link has no bytes of its own; its size is its target's)."""
+    return info["type"] == "file" and not info.get("linkname")
+
+
 def _member_bytes(fs: Any, member: str) -> bytes:
     """Return an archive member's bytes: a tar's regular file straight from its offset (tarfile
     would look the name up member by member), anything else through fsspec."""
     entry = getattr(fs, "index", {}).get(member)
-    if entry is not None and entry[0]["type"] == "file" and not entry[0].get("linkname"):
+    if entry is not None and _lies_whole(entry[0]):
         fs.fo.seek(entry[1])
         return fs.fo.read(entry[0]["size"])
     return fs.cat_file(member)
