@@ -578,7 +578,6 @@ def measure_set(
     script on about ``naive_sample`` of them."""
     files = len(list(directory.glob("*.png")))
     result = SetResult(files=files, naive_step=max(1, files // naive_sample))
-    steady = [] if pair is None else [p for p in pair if p != directory]  # N is often the set
     if pair is not None:
         result.steady = len(list(pair[0].glob("*.png")))
 
@@ -589,12 +588,15 @@ def measure_set(
         return run.seconds
 
     def timed(name: str, run: Callable[[Path], float]) -> None:
-        result.add(name, run(directory))
-        if pair is not None:  # the pair right after: a pair sees the same load
-            seconds = [result.times[name][-1]] if pair[0] == directory else []
-            seconds += [run(path) for path in steady]
-            result.add(f"{name} N", seconds[0])
-            result.add(f"{name} 2N", seconds[1])
+        # The set, then the pair right after (a pair sees the same load); N is often the set.
+        seconds = {directory: run(directory)}
+        for path in pair or ():
+            if path not in seconds:
+                seconds[path] = run(path)
+        result.add(name, seconds[directory])
+        if pair is not None:
+            result.add(f"{name} N", seconds[pair[0]])
+            result.add(f"{name} 2N", seconds[pair[1]])
 
     for _ in range(runs):
         result.add("naive", time_code(NAIVE_CODE, directory, result.naive_step) * result.naive_step)
