@@ -1,15 +1,17 @@
 """The histogram cache (``--cache FILE``): each mask's raw-value histogram kept in SQLite, so a
 re-scan reads only the masks that are new or changed.
 
-A histogram is kept under the mask's relative path and the reading settings that change it
-(the ``.npz`` key, the pixel limit, the region masks, the tool's version), with the file's size
-and version (its modification time in nanoseconds, or an object store's ETag) to tell whether
-it is still the file's. The label settings (map, ignore values, class count) are applied after
+A histogram is kept under the mask's relative path, where that path points (two folders under
+one glob may each hold ``0001.png``) and the reading settings that change it (the ``.npz`` key,
+the pixel limit, the region masks, the tool's version), with the file's size and version (its
+modification time in nanoseconds, or an object store's ETag) to tell whether it is still the
+file's. The label settings (map, ignore values, class count) are applied after
 the histogram, so one cache serves any of them.
 
 SQLite in WAL mode lets readers go on while one process writes; writes are short transactions
 that wait for each other (a busy timeout), so runs that share a cache do not corrupt it. A file
-that is not a cache SQLite can read is rebuilt, with a warning.
+that is not a cache SQLite can read is rebuilt, with a warning; an SQLite database of another
+program is refused, not changed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import groupby
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +30,14 @@ import numpy as np
 from ._version import __version__
 from .errors import InputError
 from .masks import Histogram, MaskFile, ReadOptions
+from .sources import location
 
 #: How histograms are stored: little-endian int64, the values and then their counts.
 _STORED = np.dtype("<i8")
 
-#: The layout of the file; another one is rebuilt. (2: the pixels outside a region, kept.)
-SCHEMA = 2
+#: The layout of the file; another one is rebuilt. (2: the pixels outside a region, kept;
+#: 3: where each mask's path points, beside its relative path.)
+SCHEMA = 3
 
 #: How long a run waits for another that is writing, in seconds.
 BUSY_TIMEOUT = 60
@@ -43,12 +49,13 @@ _CREATE = """
 CREATE TABLE IF NOT EXISTS histograms (
     settings TEXT NOT NULL,
     name TEXT NOT NULL,
+    location TEXT NOT NULL,
     size INTEGER NOT NULL,
     version TEXT NOT NULL,
     colour INTEGER NOT NULL,
     histogram BLOB NOT NULL,
     outside INTEGER NOT NULL,
-    PRIMARY KEY (settings, name)
+    PRIMARY KEY (settings, name, location)
 ) WITHOUT ROWID
 """
 
@@ -68,7 +75,7 @@ class HistogramCache:
         # are short transactions of their own, which never upgrade that read.
         self._reader = _connect(path)
         self._writer = _connect(path)
-        self._vanished: list[str] = []
+        self._vanished: list[tuple[str, str]] = []  # (name, location)
         self._complete = False
 
     @classmethod
@@ -97,6 +104,11 @@ class HistogramCache:
             _prepare(path)
         except sqlite3.Error as error:
             raise InputError(f"{path}: cannot open the cache: {error}") from None
+        except _Foreign:
+            raise InputError(
+                f"{path}: cannot use as a cache: an SQLite database of another program "
+                "(its tables are left as they are)"
+            ) from None
 
         def in_scope(name: str) -> bool:
             return shard is None or shard_of(name, shard[1]) == shard[0]
@@ -112,32 +124,37 @@ class HistogramCache:
         """Yield each mask with its cached histogram, or None when it must be read.
 
         ``masks`` come in ascending name order, and so do the cached rows: one pass over both
-        (a merge join), in memory that does not grow with the number of masks. Cached masks of
-        this scan's scope that the listing no longer holds are forgotten by `finish`.
+        (a merge join, a name's few masks matched by `sources.location`), in memory that does
+        not grow with the number of masks. Cached masks of this scan's scope that the listing
+        no longer holds are forgotten by `finish`.
         """
         rows = self._reader.execute(
-            "SELECT name, size, version, colour, histogram, outside FROM histograms "
+            "SELECT name, location, size, version, colour, histogram, outside FROM histograms "
             "WHERE settings = ? ORDER BY name",
             (self.settings,),
         )
-        row = next(rows, None)
-        for mask in masks:
-            while row is not None and row[0] < mask.name:
-                if self._in_scope(row[0]):
-                    self._vanished.append(row[0])
-                row = next(rows, None)
-            hit = None
-            if row is not None and row[0] == mask.name:
-                if mask.version and (row[1], row[2]) == (mask.size, _version(mask)):
-                    hit = _histogram(row)
-                row = next(rows, None)
-            yield mask, hit
-        while row is not None:
-            if self._in_scope(row[0]):
-                self._vanished.append(row[0])
-            row = next(rows, None)
+        cached = ((name, list(group)) for name, group in groupby(rows, key=itemgetter(0)))
+        name, held = next(cached, (None, []))
+        for listed, same in groupby(masks, key=attrgetter("name")):
+            while name is not None and name < listed:
+                self._forget(held)
+                name, held = next(cached, (None, []))
+            found = {}
+            if name == listed:
+                found = {row[1]: row for row in held}
+                name, held = next(cached, (None, []))
+            for mask in same:
+                yield mask, _hit(mask, found.pop(location(mask.path), None))
+            self._forget(found.values())
+        while name is not None:
+            self._forget(held)
+            name, held = next(cached, (None, []))
         rows.close()
         self._complete = True
+
+    def _forget(self, rows: Iterable[tuple]) -> None:
+        """Note cached masks the listing does not hold, if they are in this scan's scope."""
+        self._vanished += [(row[0], row[1]) for row in rows if self._in_scope(row[0])]
 
     def put(self, histograms: Sequence[tuple[MaskFile, Histogram]]) -> None:
         """Keep the histograms of masks just read (those with a known version)."""
@@ -145,6 +162,7 @@ class HistogramCache:
             (
                 self.settings,
                 mask.name,
+                location(mask.path),
                 mask.size,
                 _version(mask),
                 int(histogram.colour),
@@ -154,14 +172,16 @@ class HistogramCache:
             for mask, histogram in histograms
             if mask.version and _storable(mask.name)
         ]
-        self._write("INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self._write("INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def finish(self) -> None:
         """Forget the masks that vanished, once the whole listing has been looked up."""
         if not self._complete:
             return
-        rows = [(self.settings, name) for name in self._vanished]
-        self._write("DELETE FROM histograms WHERE settings = ? AND name = ?", rows)
+        rows = [(self.settings, name, where) for name, where in self._vanished]
+        self._write(
+            "DELETE FROM histograms WHERE settings = ? AND name = ? AND location = ?", rows
+        )
         self._vanished = []
 
     def _write(self, statement: str, rows: list[tuple]) -> None:
@@ -190,18 +210,32 @@ def _storable(name: str) -> bool:
     return True
 
 
+class _Foreign(Exception):
+    """The file is an SQLite database of another program."""
+
+
 def _prepare(path: Path) -> None:
-    """Create the cache, or check an existing one; raise `sqlite3.DatabaseError` if damaged."""
+    """Create the cache, or check an existing one; raise `sqlite3.DatabaseError` if damaged,
+    `_Foreign` if it is another program's database."""
     db = _connect(path)
     try:
-        db.execute("PRAGMA journal_mode = WAL")  # readers go on while one run writes
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("quick_check failed")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA):  # another layout: start again
-            db.execute("DROP TABLE IF EXISTS histograms")
-        db.execute(_CREATE)
-        db.execute(f"PRAGMA user_version = {SCHEMA}")
+        # One transaction: a run that starts meanwhile sees no table without its version.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0 and db.execute("SELECT 1 FROM sqlite_master").fetchone():
+                raise _Foreign  # tables, but never a cache's: not ours to change
+            if version not in (0, SCHEMA):  # a cache of another layout: start again
+                db.execute("DROP TABLE IF EXISTS histograms")
+            db.execute(_CREATE)
+            db.execute(f"PRAGMA user_version = {SCHEMA}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        db.execute("PRAGMA journal_mode = WAL")  # readers go on while one run writes
     finally:
         db.close()
 
@@ -233,8 +267,21 @@ def _version(mask: MaskFile) -> str:
     return f"{mask.version} region {mask.region} {stat.st_size} {stat.st_mtime_ns}"
 
 
-def _histogram(row: tuple) -> Histogram:
+def _hit(mask: MaskFile, row: tuple | None) -> Histogram | None:
+    """Return the histogram cached in ``row`` if it is still the mask's: same size, same
+    version (and a mask without a version is always read)."""
+    if row is None or not mask.version or (row[2], row[3]) != (mask.size, _version(mask)):
+        return None
+    return _histogram(row)
+
+
+def _histogram(row: tuple) -> Histogram | None:
+    """Return the histogram stored in a row; None (read the mask again) for bytes that are not
+    values and counts, a row written over by something else."""
+    blob = row[5]
+    if len(blob) % (2 * _STORED.itemsize):
+        return None
     # The values, then their counts. No copy on a little-endian machine: read-only views of
     # the row's bytes.
-    values, counts = np.frombuffer(row[4], _STORED).astype(np.int64, copy=False).reshape(2, -1)
-    return Histogram(values, counts, bool(row[3]), outside=row[5])
+    values, counts = np.frombuffer(blob, _STORED).astype(np.int64, copy=False).reshape(2, -1)
+    return Histogram(values, counts, bool(row[4]), outside=row[6])

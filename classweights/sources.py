@@ -105,6 +105,19 @@ def is_local(path: str) -> bool:
     return "://" not in path and ("#" not in path or _ROW.match(path) is None)
 
 
+def location(path: str) -> str:
+    """Return where a mask's path points, the same from any working directory: a local file,
+    or the local archive or Parquet file that holds a member or a row, made absolute; a URL as
+    it is. Two masks of one name (``a/m.png`` and ``b/m.png`` under a glob) differ here."""
+    member = _MEMBER.match(path)
+    if member:
+        return f"{member.group(1)}://{member.group(2)}::{location(member.group(3))}"
+    row = _ROW.match(path)
+    if row:
+        return f"{location(row.group(1))}#{row.group(2)}"
+    return path if _URL.match(path) else os.path.abspath(path)
+
+
 def leaf(path: str) -> str:
     """Return the part of a mask's path whose extension says its format: the member of an
     archive; nothing for a Parquet row (its bytes are an encoded image)."""
@@ -148,7 +161,7 @@ def iter_masks(
     found = False
     for mask in merged:
         if seen is not None:
-            where = os.path.abspath(mask.path) if is_local(mask.path) else mask.path
+            where = location(mask.path)
             if where in seen:
                 continue
             seen.add(where)

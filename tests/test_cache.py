@@ -167,3 +167,52 @@ def test_a_cached_colour_mask_without_a_colour_map_is_an_error_or_skipped(tmp_pa
     assert reads == []
     assert [path for path, _ in skipped.counts.errors] == [str(root / "b.png")]
     assert skipped.counts == scan([root], workers=1, skip_errors=True).counts
+
+
+def test_masks_of_one_name_in_two_folders_keep_their_own_histograms(tmp_path, reads):
+    # A glob over two folders names both masks 0001.npy; with the same size and modification
+    # time (a tarball's masks, extracted), one histogram was handed to both.
+    for city, label in (("city1", 0), ("city2", 3)):
+        path = tmp_path / "data" / city / "labels" / "0001.npy"
+        path.parent.mkdir(parents=True)
+        np.save(path, np.full((4, 4), label, np.uint8))
+        os.utime(path, ns=(1_700_000_000 * 10**9,) * 2)
+    glob, cache, spec = str(tmp_path / "data" / "*" / "labels"), tmp_path / "c.sqlite", LabelSpec()
+    fresh = scan(glob, spec, workers=1)
+    assert fresh.counts.pixels.tolist() == [16, 0, 0, 16]
+    assert scan(glob, spec, workers=1, cache=cache).counts == fresh.counts
+    assert rows(cache) == ["0001.npy", "0001.npy"]
+    reads.clear()
+    assert scan(glob, spec, workers=1, cache=cache).counts == fresh.counts
+    assert reads == []  # both from the cache, each its own
+    (tmp_path / "data" / "city1" / "labels" / "0001.npy").unlink()
+    assert scan(glob, spec, workers=1, cache=cache).counts.pixels.tolist() == [0, 0, 0, 16]
+    assert rows(cache) == ["0001.npy"]  # the vanished one forgotten, the other kept
+
+
+def test_another_programs_database_is_refused_and_left_as_it_is(tmp_path):
+    root, cache = folder_of(tmp_path), tmp_path / "theirs.sqlite"
+    with sqlite3.connect(cache) as db:
+        db.execute("CREATE TABLE histograms (a, b)")
+        db.execute("INSERT INTO histograms VALUES (1, 2)")
+    before = cache.read_bytes()
+    result = run("scan", root, "--cache", cache, "-q")
+    assert result.exit_code == 3 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"Error: {cache}: cannot use as a cache: an SQLite database of another program "
+        "(its tables are left as they are)"
+    )
+    assert cache.read_bytes() == before
+
+
+def test_a_row_whose_histogram_was_written_over_is_read_again(tmp_path, reads):
+    root, cache = folder_of(tmp_path), tmp_path / "c.sqlite"
+    fresh = scan([root], workers=1, cache=cache)
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE histograms SET histogram = x'0102' WHERE name = '0/m0.png'")
+    reads.clear()
+    assert scan([root], workers=1, cache=cache).counts == fresh.counts
+    assert reads == ["0/m0.png"]
+    reads.clear()
+    scan([root], workers=1, cache=cache)
+    assert reads == []  # and kept again
