@@ -139,6 +139,15 @@ class LabelSpec:
             object.__setattr__(self, "ignore_index", (self.ignore_index,))
         if isinstance(self.mapping, Mapping):
             object.__setattr__(self, "mapping", tuple(self.mapping.items()))
+        object.__setattr__(self, "ignore_index", _integers("ignore_index", self.ignore_index))
+        object.__setattr__(self, "mapping", _pairs("mapping", self.mapping))
+        object.__setattr__(self, "colors", _pairs("colors", self.colors))
+        if self.allowed_values is not None:
+            object.__setattr__(
+                self, "allowed_values", _integers("allowed_values", self.allowed_values)
+            )
+        if self.num_classes is not None and not _is_integer(self.num_classes):
+            raise TypeError(f"num_classes must be an integer, not {self.num_classes!r}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, not {self.num_classes}")
         if self.unknown_colors not in ("error", "ignore"):
@@ -319,6 +328,37 @@ def _bounded(tallies: dict[Key, Unexpected]) -> dict[Key, Unexpected]:
         more = more + tallies[key]
     bounded[MORE] = more
     return bounded
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _integers(name: str, values: Any) -> tuple:
+    """Return ``values`` as a tuple, or raise TypeError unless they are integers: a str would be
+    taken a character at a time ("255" as 2 and 5), a float cut to an integer."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be an integer or integers, not {values!r}")
+    values = tuple(values)
+    for value in values:
+        if not _is_integer(value):
+            raise TypeError(f"{name} must hold integers, not {value!r}")
+    return values
+
+
+def _pairs(name: str, pairs: Any) -> tuple:
+    """Return ``pairs`` as a tuple, or raise TypeError unless they are (integer, integer)."""
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+        raise TypeError(f"{name} must be a mapping or (source, destination) pairs, not {pairs!r}")
+    pairs = tuple(pairs)
+    for pair in pairs:
+        try:
+            source, destination = pair
+        except (TypeError, ValueError):
+            source = destination = None
+        if not (_is_integer(source) and _is_integer(destination)):
+            raise TypeError(f"{name} must hold (source, destination) integer pairs, not {pair!r}")
+    return pairs
 
 
 def _sorted_pairs(pairs) -> tuple[tuple[int, int], ...]:

@@ -304,6 +304,10 @@ def scan(
     # One path is one path: a str is not iterated letter by letter.
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     spec = spec or LabelSpec()
+    if not isinstance(spec, LabelSpec):
+        raise TypeError(f"spec must be a LabelSpec, not {type(spec).__name__}")
+    if isinstance(names, str):  # a sequence of letters, each taken as a class name
+        raise TypeError(f"names must be a sequence of class names, not the str {names!r}")
     if names is not None:
         if spec.num_classes is None:
             spec = replace(spec, num_classes=len(names))  # the names say how many classes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -286,7 +287,8 @@ def compute_weights(
     Raises
     ------
     ValueError
-        An unknown ``method``, ``normalize`` or ``missing``.
+        An unknown ``method``, ``normalize`` or ``missing``; ``clip`` bounds that are not
+        finite, or a lower bound above the upper one.
     InputError
         No pixel was counted at all.
     WeightError
@@ -300,6 +302,12 @@ def compute_weights(
     ):
         if value not in registry:
             raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(registry)}")
+    low, high = clip
+    for bound in (low, high):
+        if bound is not None and not (isinstance(bound, Real) and np.isfinite(bound)):
+            raise ValueError(f"clip bounds must be finite numbers or None, not {bound!r}")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"clip's lower bound {low} is above its upper bound {high}")
     if counts.counted == 0:
         raise InputError("no pixels were counted (every pixel ignored, or no masks)")
     params = params or Params()
@@ -314,7 +322,6 @@ def compute_weights(
     scale = NORMALIZATIONS[normalize]
     if scale is not None:
         weights /= scale(weights, frequency(counts))
-    low, high = clip
     if low is not None or high is not None:
         filled = weights != 0  # a class filled with zero stays zero: it has nothing to weigh
         weights[filled] = np.clip(weights[filled], low, high)

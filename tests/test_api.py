@@ -81,6 +81,52 @@ def test_label_spec_takes_scalars_lists_and_dicts():
     assert hash(LabelSpec(ignore_index=255)) == hash(LabelSpec(ignore_index=[255]))
 
 
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        # A str is a sequence: "255" was read as the values 2 and 5, "road" as four names.
+        ({"ignore_index": "255"}, "ignore_index must be an integer or integers, not '255'"),
+        ({"ignore_index": [255.0]}, "ignore_index must hold integers, not 255.0"),
+        ({"mapping": "3:0"}, "mapping must be a mapping or (source, destination) pairs, not '3:0'"),
+        ({"mapping": [(3, 0, 1)]}, "mapping must hold (source, destination) integer pairs"),
+        ({"num_classes": 2.5}, "num_classes must be an integer, not 2.5"),
+        ({"allowed_values": [0, "1"]}, "allowed_values must hold integers, not '1'"),
+    ],
+)
+def test_label_settings_of_the_wrong_type_are_refused_not_guessed(tiny, settings, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        LabelSpec(**settings)
+    if "allowed_values" not in settings:
+        with pytest.raises(TypeError, match=re.escape(message)):
+            classweights.count(str(tiny), **settings)
+
+
+def test_a_generator_or_an_array_of_values_is_taken_whole():
+    assert LabelSpec(ignore_index=(v for v in (255, 0))).ignore_index == (0, 255)
+    assert LabelSpec(mapping=((s, 0) for s in (3, 4))).mapping == ((3, 0), (4, 0))
+    assert LabelSpec(mapping=np.array([[4, 0], [3, 1]])).mapping == ((3, 1), (4, 0))
+
+
+def test_names_and_spec_of_the_wrong_type_are_refused(tiny):
+    with pytest.raises(TypeError, match="names must be a sequence of class names, not the str"):
+        classweights.scan(str(tiny), names="road")
+    with pytest.raises(TypeError, match="spec must be a LabelSpec, not dict"):
+        classweights.scan(str(tiny), {"ignore_index": 255})
+
+
+@pytest.mark.parametrize(
+    "clip, message",
+    [
+        ((5, 1), "clip's lower bound 5 is above its upper bound 1"),
+        ((float("nan"), None), "clip bounds must be finite numbers or None, not nan"),
+        ((None, float("inf")), "clip bounds must be finite numbers or None, not inf"),
+    ],
+)
+def test_clip_bounds_the_command_line_refuses_are_refused_here_too(tiny, clip, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        class_weights(str(tiny), ignore_index=255, clip=clip)
+
+
 def test_presets_from_python_in_any_case():
     spec = LabelSpec.from_preset("CamVid")
     assert (spec.num_classes, spec.ignore_index) == (11, (11,))
