@@ -999,6 +999,22 @@ static PyObject *layout(PyObject *self, PyObject *args)
                     goto done;
                 }
                 palette = 1;
+            } else if (memcmp(kind, "fcTL", 4) == 0 && PyList_GET_SIZE(spans) == 0) {
+                /* APNG: a frame before the image data is the image itself, whose size and
+                 * place the header gives; a decoder that reads the frame reads it so. */
+                if (length != 26) {
+                    layout_error("has an fcTL chunk of %lu bytes, not 26", (unsigned long)length);
+                    goto done;
+                }
+                uint32_t fw = be32(chunk + 12), fh = be32(chunk + 16);
+                uint32_t fx = be32(chunk + 20), fy = be32(chunk + 24);
+                if (fw != width || fh != height || fx || fy) {
+                    layout_error("has an animation frame of %lux%lu at (%lu, %lu) as its image, "
+                                 "which its header says is %lux%lu",
+                                 (unsigned long)fw, (unsigned long)fh, (unsigned long)fx,
+                                 (unsigned long)fy, (unsigned long)width, (unsigned long)height);
+                    goto done;
+                }
             } else if ((kind[0] & 0x20) == 0) { /* upper case: a decoder must understand it */
                 layout_error("has an unknown critical chunk %.4s", (const char *)kind);
                 goto done;

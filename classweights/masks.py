@@ -529,10 +529,21 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     reader = _array_reader(path)
     if reader is not None:
         return reader(path, options), False
-    with _open_image(io.BytesIO(sources.read_bytes(path, options)), path, options) as image:
+    with _open_image(io.BytesIO(checked_bytes(path, options)), path, options) as image:
         frames = [_image_array(frame, path) for frame in _frames(image, path, options)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
+
+
+def checked_bytes(path: str, options: ReadOptions = ReadOptions()) -> bytes:
+    """Return the bytes of an image that Pillow is to decode whole, a PNG's checked first as a
+    whole mask's are (`png.layout`, `png.inflate`): Pillow reads a damaged chunk, and counts
+    the rows missing from the image data as label 0."""
+    data = sources.read_bytes(path, options)
+    layout = png.layout(data)
+    if layout is not None and layout.width * layout.height <= options.max_pixels:
+        png.inflate(layout)  # raises for image data of fewer or more rows than the header's
+    return data
 
 
 def _image_array(image: Image.Image, path: str) -> np.ndarray:

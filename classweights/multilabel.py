@@ -16,6 +16,7 @@ do not sum to one somewhere is reported, never silently taken for multi-label.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .masks import (
     _frames,
     _image_array,
     _open_image,
+    checked_bytes,
     find_masks,
     shape_text,
     stem,
@@ -74,7 +76,7 @@ def read_channels(path: str, channels: str, options: ReadOptions = ReadOptions()
 
 
 def _image_channels(path: str, options: ReadOptions) -> np.ndarray:
-    with _open_image(path, path, options) as image:
+    with _open_image(io.BytesIO(checked_bytes(path, options)), path, options) as image:
         # Each page as it comes: the frames are one image object, seeked page after page.
         pages = [np.array(_image_array(frame, path)) for frame in _frames(image, path, options)]
         if len(pages) > 1:
@@ -132,7 +134,7 @@ def read_channels_file(path: str, options: ReadOptions) -> np.ndarray:
     reader = _array_reader(path)
     if reader is not None:
         return np.asarray(reader(path, options))
-    with _open_image(path, path, options) as image:
+    with _open_image(io.BytesIO(checked_bytes(path, options)), path, options) as image:
         if image.mode in COLOUR_MODES:
             raise MaskError(path, f"is a {image.mode} image, not a binary mask")
         return _image_array(image, path)

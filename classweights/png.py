@@ -34,6 +34,7 @@ _CHUNK = struct.Struct(">I4s")  # length, type
 _CRC = struct.Struct(">I")
 # width, height, bit depth, colour type, compression, filter method, interlace method
 _IHDR = struct.Struct(">IIBBBBB")
+_FRAME = struct.Struct(">IIII")  # an fcTL chunk's width, height, x and y, after its number
 _GRAY, _RGB, _PALETTE, GRAY_ALPHA, _RGBA = 0, 2, 3, 4, 6
 
 #: Bit depths the PNG specification allows for each colour type (section 11.2.2).
@@ -154,12 +155,28 @@ def walk(data: bytes) -> Walk | None:
                 if not length or length % 3 or length > 768:
                     raise PNGError(f"has a PLTE chunk of {length} bytes")
                 palette = True
+            elif kind == b"fcTL" and not spans:
+                _check_first_frame(data, position, length, header)
             elif kind[0] & 0x20 == 0:  # upper case: a chunk that a decoder must understand
                 raise PNGError(f"has an unknown critical chunk {name}")
         position = end
     if not spans or header is None:
         raise PNGError("has no image data (no IDAT chunk)")  # IDAT before IHDR: refused above
     return (*header, spans)
+
+
+def _check_first_frame(data: bytes, position: int, length: int, header: tuple) -> None:
+    """An APNG's frame before its image data is the image itself (the APNG specification,
+    fcTL), whose size and place the header gives: refuse one that says otherwise, which a
+    decoder reading the frame would read at another size."""
+    if length != 26:
+        raise PNGError(f"has an fcTL chunk of {length} bytes, not 26")
+    width, height, x, y = _FRAME.unpack_from(data, position + 12)
+    if (width, height, x, y) != (header[0], header[1], 0, 0):
+        raise PNGError(
+            f"has an animation frame of {width}x{height} at ({x}, {y}) as its image, which its "
+            f"header says is {header[0]}x{header[1]}"
+        )
 
 
 def _header(header: tuple[int, ...]) -> tuple[int, int, int, int, bool]:

@@ -292,6 +292,59 @@ def test_chunks_out_of_order_are_refused(tmp_path, order, message):
     assert message in refusal(assemble(layout), tmp_path)
 
 
+def frame(width: int, height: int, x: int = 0, y: int = 0, size: int = 26) -> tuple:
+    """An APNG frame control chunk (fcTL) of ``size`` bytes: number, size, place, timing."""
+    body = struct.pack(">IIIIIHHBB", 0, width, height, x, y, 1, 10, 0, 0)
+    return (b"fcTL", (body + bytes(size))[:size])
+
+
+def test_an_animation_frame_that_is_not_the_image_it_stands_for_is_refused(tmp_path):
+    # Before the image data, a frame is the image itself (APNG, fcTL): of the header's size,
+    # at (0, 0). Pillow reads the image data at the frame's size instead.
+    parts = chunks_of(encode(IDS, colour_type=0, filters=[4]))
+    height, width = IDS.shape
+    control = (b"acTL", struct.pack(">II", 1, 0))
+
+    def animated(*chunks: tuple) -> bytes:
+        return assemble([parts[0], control, *chunks])
+
+    assert counts_of(animated(frame(width, height), *parts[1:]), tmp_path) == IDS_COUNTS
+    said = f"as its image, which its header says is {width}x{height}"
+    assert refusal(animated(frame(4, 3), *parts[1:]), tmp_path).endswith(
+        f"cannot read mask: has an animation frame of 4x3 at (0, 0) {said}"
+    )
+    assert f"of {width}x{height} at (1, 0) {said}" in refusal(
+        animated(frame(width, height, x=1), *parts[1:]), tmp_path
+    )
+    assert "has an fcTL chunk of 25 bytes, not 26" in refusal(
+        animated(frame(width, height, size=25), *parts[1:]), tmp_path
+    )
+    # After the image data a frame is another one, not the image: the image is what counts.
+    after = animated(*parts[1:-1], frame(2, 2, x=1), parts[-1])
+    assert counts_of(after, tmp_path) == IDS_COUNTS
+
+
+def test_a_png_read_whole_by_pillow_is_checked_as_a_mask_is(tmp_path):
+    # With --roi (the mask and its region mask) and in multilabel masks, Pillow decodes the
+    # PNG: it would count the rows missing from the image data as label 0.
+    from classweights.masks import MaskFile
+    from classweights.multilabel import read_channels_file
+
+    short = with_header(encode_png(IDS, palette=False), height=6)
+    (tmp_path / "short.png").write_bytes(short)
+    save_mask(tmp_path / "whole.png", np.ones_like(IDS))
+    ends = "image data ends after 3 of 6 rows"
+    for mask, region, said in [
+        ("short.png", "whole.png", f"short.png: cannot read mask: {ends}"),
+        ("whole.png", "short.png", f"short.png: cannot read region mask: {ends}"),
+    ]:
+        with pytest.raises(MaskError) as error:
+            read_histogram(MaskFile(str(tmp_path / mask), mask, region=str(tmp_path / region)))
+        assert str(error.value).endswith(said)
+    with pytest.raises(png.PNGError, match=ends):
+        read_channels_file(str(tmp_path / "short.png"), ReadOptions())
+
+
 def test_a_palette_image_without_a_palette_is_refused(tmp_path):
     parts = [part for part in chunks_of(encode_png(IDS)) if part[0] != b"PLTE"]
     assert "without a PLTE chunk" in refusal(assemble(parts), tmp_path)
