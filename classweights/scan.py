@@ -262,7 +262,8 @@ def scan(
         ``counts.unexpected``.
     workers
         Processes of the local pool [default: all cores]; with ``executor``, how many tasks it
-        runs at once (it sizes the tasks).
+        runs at once (it sizes the tasks). Masks in fsspec's ``memory://``, which lives in this
+        process, are counted here unless the workers are forked from it.
     executor
         Where tasks run: any `concurrent.futures.Executor` (a process or thread pool,
         ``distributed.Client.get_executor()``); the caller starts and shuts it down.
@@ -321,6 +322,9 @@ def scan(
         )
     if rows is not None and cache is not None:
         raise ValueError("rows and cache cannot go together: a cached mask is not read again")
+    in_this_process = any(_in_this_process(p) for p in paths)
+    if executor is None and in_this_process and _start_context().get_start_method() != "fork":
+        workers = 1  # a worker started afresh would find that filesystem empty
     listed = _list_masks(paths, pattern, regions, shard, options, pair_key, skip_errors)
     if select is not None:  # in name order again: the fingerprint's order
         listed = iter(sorted(select(list(listed)), key=lambda mask: mask.name))
@@ -770,6 +774,12 @@ def _start_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("fork")
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _in_this_process(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is in fsspec's memory filesystem, which only this process (and the
+    workers forked from it) can read."""
+    return "memory://" in os.fspath(path)
 
 
 def _ignore_interrupts() -> None:

@@ -3,6 +3,7 @@ give the counts, weights and fingerprint of the same masks on disk."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -14,6 +15,8 @@ import fsspec
 import numpy as np
 import pytest
 
+import classweights
+from classweights import LabelSpec
 from classweights.errors import MaskError
 from classweights.masks import MaskFile, ReadOptions, find_masks, read_histogram
 from classweights.sources import freeze, iter_masks, parse_storage_options, read_bytes
@@ -82,6 +85,24 @@ def test_workers_read_stored_masks_themselves(tmp_path):
         save_mask(tmp_path / "m" / f"{i:03d}.png", MASK_B if i % 2 else MASK_A, "P")
     doc = scan_doc(f"file://{tmp_path / 'm'}", "--workers", "2")
     assert doc["totals"] == {"files": 80, "pixels": 80 * 16 - 40 * 2, "ignored": 40 * 2}
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_memory_masks_are_counted_where_their_files_are(tmp_path, monkeypatch, start):
+    # A worker forked from this process sees its memory filesystem; one spawned (this
+    # process runs another thread, or START_METHOD says so) would find it empty.
+    monkeypatch.setattr(importlib.import_module("classweights.scan"), "START_METHOD", start)
+    memory = fsspec.filesystem("memory")
+    for i in range(80):
+        save_mask(tmp_path / "m" / f"{i:03d}.png", MASK_B if i % 2 else MASK_A, "P")
+        memory.pipe_file(f"/cw-spawn/{i:03d}.png", (tmp_path / "m" / f"{i:03d}.png").read_bytes())
+    try:
+        spec = LabelSpec(ignore_index=255)
+        stored = classweights.scan("memory://cw-spawn", spec, workers=2)
+        assert stored.counts == classweights.scan(tmp_path / "m", spec, workers=2).counts
+        assert stored.counts.files == 80
+    finally:
+        memory.rm("/cw-spawn", recursive=True)
 
 
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz", ".tgz", ".zip"])
