@@ -433,7 +433,7 @@ def _parquet_rows(
 ) -> Iterator[MaskFile]:
     """Yield the rows of a Parquet file's image column as masks, named by the image's own
     ``path`` (as Hugging Face stores it) or ``FILE#ROW``; row groups are read one at a time."""
-    pc = _pyarrow(path).compute
+    pa = _pyarrow(path)
     base = posixpath.basename(path.rstrip("/"))
     rows: list[tuple[str, int, int]] = []
     with errors(path):
@@ -445,8 +445,10 @@ def _parquet_rows(
             for group in range(parquet.num_row_groups):
                 values = parquet.read_row_group(group, columns=[name]).column(0).combine_chunks()
                 data = values.field("bytes") if struct else values
-                names = values.field("path").to_pylist() if struct else [None] * len(values)
-                sizes = pc.fill_null(pc.binary_length(data), 0).to_pylist()
+                names = [None] * len(values)
+                if struct and _has_text_field(pa, values.type, "path"):
+                    names = values.field("path").to_pylist()
+                sizes = pa.compute.fill_null(pa.compute.binary_length(data), 0).to_pylist()
                 for own, size in zip(names, sizes, strict=True):
                     rows.append((own or f"{base}#{row}", size, row))
                     row += 1
@@ -456,6 +458,14 @@ def _parquet_rows(
     for own, size, row in rows:
         if wanted(posixpath.basename(own), own):
             yield MaskFile(f"{path}#{row}", own, size, version=stamp)
+
+
+def _has_text_field(pa: Any, kind: Any, name: str) -> bool:
+    """Whether the struct type ``kind`` has a text field ``name`` (an image's ``path``: a
+    struct may have none, or a number there, and its rows are then named ``FILE#ROW``)."""
+    at = kind.get_field_index(name)
+    text = kind[at].type if at >= 0 else None
+    return text is not None and (pa.types.is_string(text) or pa.types.is_large_string(text))
 
 
 def _pyarrow(path: str) -> Any:

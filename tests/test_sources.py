@@ -259,6 +259,21 @@ def test_parquet_rows_without_a_path_and_plain_binary(on_disk, tmp_path):
     assert doc["totals"] == scan_doc(on_disk)["totals"]
 
 
+@pytest.mark.parametrize("path", [None, "int64"])
+def test_parquet_structs_without_a_text_path_name_rows_by_number(on_disk, tmp_path, path):
+    # {bytes} alone, or a path that is a number: the rows are FILE#ROW, as without a path.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = [(on_disk / name).read_bytes() for name in sorted(MASKS)]
+    fields = [("bytes", pa.binary())] + ([("path", pa.int64())] if path else [])
+    rows = [{"bytes": d, "path": i} if path else {"bytes": d} for i, d in enumerate(data)]
+    pq.write_table(pa.table({"label": pa.array(rows, pa.struct(fields))}), tmp_path / "s.parquet")
+    masks = find_masks([tmp_path / "s.parquet"])
+    assert [m.name for m in masks] == [f"s.parquet#{i}" for i in range(4)]
+    assert scan_doc(tmp_path / "s.parquet")["totals"] == scan_doc(on_disk)["totals"]
+
+
 def test_storage_options_parse_as_json_with_dotted_keys():
     options = parse_storage_options(
         ["anon=true", "retries=3", "profile=dev", "client_kwargs.endpoint_url=http://h:9000"]
