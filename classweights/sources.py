@@ -405,10 +405,11 @@ def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) ->
         fs = _archive_filesystem(path, options)
         if kind == "tar":
             members = [(key, entry[0], entry[1]) for key, entry in fs.index.items()]
-        else:
+        else:  # a name stored twice is its last entry, as tar's index and unzip take it
+            entries = {item.filename: item for item in fs.zip.infolist()}
             members = [(item.filename, {"type": "directory" if item.is_dir() else "file",
                         "size": item.file_size, "mtime": item.date_time}, None)
-                       for item in fs.zip.infolist()]  # fmt: skip
+                       for item in entries.values()]  # fmt: skip
     found = []
     for key, info, start in members:
         name = re.sub(r"^(\./|/)+", "", key)
@@ -628,11 +629,14 @@ def _lies_whole(info: Mapping[str, Any]) -> bool:
 
 def _member_bytes(fs: Any, member: str) -> bytes:
     """Return an archive member's bytes: a tar's regular file straight from its offset (tarfile
-    would look the name up member by member), anything else through fsspec."""
+    would look the name up member by member), a zip's by its name as stored (fsspec would take
+    a leading / off it), anything else through fsspec."""
     entry = getattr(fs, "index", {}).get(member)
     if entry is not None and _lies_whole(entry[0]):
         fs.fo.seek(entry[1])
         return fs.fo.read(entry[0]["size"])
+    if hasattr(fs, "zip"):
+        return fs.zip.read(member)
     return fs.cat_file(member)
 
 

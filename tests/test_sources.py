@@ -3,11 +3,13 @@ give the counts, weights and fingerprint of the same masks on disk."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
 import os
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -120,6 +122,32 @@ def test_archives_are_folders(on_disk, tmp_path, suffix):
     masks = find_masks([archive])
     assert [m.name for m in masks] == sorted(MASKS)
     assert read_bytes(masks[0], ReadOptions()) == (on_disk / "a" / "1.png").read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".zip"])
+def test_archive_names_stored_from_the_root_or_twice_read_as_unpacking_would(
+    on_disk, tmp_path, suffix
+):
+    # Names with a leading / lose it; a name stored twice is its last entry, once (the zip
+    # listed it twice and read the last entry for both; a zip's /name was never found).
+    archive, stored = tmp_path / f"masks{suffix}", files(on_disk)
+    entries = [(f"/{name}", data) for name, data in stored.items()]
+    entries.insert(0, ("/top.png", stored["a/2.png"]))  # overwritten below by the real one
+    with contextlib.ExitStack() as stack:
+        if suffix == ".zip":
+            out = stack.enter_context(zipfile.ZipFile(archive, "w"))
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+            for name, data in entries:
+                out.writestr(name, data)
+        else:
+            tar = stack.enter_context(tarfile.open(archive, "w"))
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    assert [m.name for m in find_masks([archive])] == sorted(MASKS)
+    same_dataset(scan_doc(archive), scan_doc(on_disk))
 
 
 def test_a_plain_tar_member_is_read_as_a_range_without_the_archive_index(
