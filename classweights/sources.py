@@ -341,19 +341,27 @@ def _expand_url(
                     streams.append(_fs_walk(fs, path, full, pattern, url))
                 elif not posixpath.basename(path).startswith("."):
                     name = posixpath.relpath(path, fixed) if fixed else path
-                    files.append(_remote_file(full, name, info))
+                    files.append(_remote_file(full, name, _sized(fs, path, info)))
             files.sort(key=itemgetter(1))
             return heapq.merge(iter(files), *streams, key=itemgetter(1))
         if _container(root):
             return _contents(url, pattern, options, column)
         info = fs.info(root)
-        if info["type"] == "directory":
+        # A web server's folder is a page of links, a "file" to fsspec's info: a URL ending in
+        # / is asked whether it lists any (its isdir).
+        if info["type"] == "directory" or (root.endswith("/") and fs.isdir(root)):
             return _fs_walk(fs, root, url, pattern, url)
         return iter([_remote_file(url, posixpath.basename(root.rstrip("/")), info)])
 
 
 def _remote_file(path: str, name: str, info: Mapping[str, Any]) -> MaskFile:
     return MaskFile(path, name, int(info.get("size") or 0), version=version(info))
+
+
+def _sized(fs: Any, path: str, info: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return a listed file's details with its size: a web server's index of links says none,
+    and the fingerprint holds each mask's size as a local folder gives it (a HEAD request)."""
+    return info if info.get("size") is not None else {**info, **fs.info(path)}
 
 
 def version(info: Mapping[str, Any]) -> str:
@@ -388,7 +396,7 @@ def _fs_walk(fs: Any, root: str, url: str, pattern: str | None, shown: str) -> I
                 yield from folder(info["name"], prefix + key)
             elif wanted(key, prefix + key):
                 where = base + prefix + key if base else info["name"]
-                yield _remote_file(where, prefix + key, info)
+                yield _remote_file(where, prefix + key, _sized(fs, info["name"], info))
 
     return folder(root, "")
 

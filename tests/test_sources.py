@@ -107,6 +107,34 @@ def test_memory_masks_are_counted_where_their_files_are(tmp_path, monkeypatch, s
         memory.rm("/cw-spawn", recursive=True)
 
 
+@pytest.fixture
+def web_server(on_disk):
+    """A web server on 127.0.0.1 whose index pages list the masks as links, without sizes."""
+    import functools
+    import http.server
+    import threading
+
+    pytest.importorskip("aiohttp")  # fsspec's http filesystem
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # not on the test's stderr
+            pass
+
+    handler = functools.partial(Quiet, directory=on_disk.parent)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_masks_on_a_web_server_have_the_sizes_of_a_local_folder(on_disk, web_server):
+    local = scan_doc(on_disk)
+    same_dataset(scan_doc(f"{web_server}/masks/"), local)  # the fingerprint too
+    top = scan_doc(f"{web_server}/masks/*.png")
+    assert top["source"]["fingerprint"] == scan_doc(on_disk / "top.png")["source"]["fingerprint"]
+
+
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz", ".tgz", ".zip"])
 def test_archives_are_folders(on_disk, tmp_path, suffix):
     archive = tmp_path / f"masks{suffix}"
