@@ -155,7 +155,7 @@ def walk(data: bytes) -> Walk | None:
                 if not length or length % 3 or length > 768:
                     raise PNGError(f"has a PLTE chunk of {length} bytes")
                 palette = True
-            elif kind == b"fcTL" and not spans:
+            elif kind == b"fcTL" and not spans and header is not None:  # (IHDR came first)
                 _check_first_frame(data, position, length, header)
             elif kind[0] & 0x20 == 0:  # upper case: a chunk that a decoder must understand
                 raise PNGError(f"has an unknown critical chunk {name}")

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain, islice
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 from . import sources
@@ -303,7 +304,12 @@ def scan(
         No masks were found, or (with ``strict``) a value that may not occur.
     """
     # One path is one path: a str is not iterated letter by letter.
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    paths = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else list(paths)
+    paths = [os.fsdecode(p) for p in paths]  # TypeError for what is not a path
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, Integral)):
+        raise TypeError(f"workers must be a whole number, not {workers!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     spec = spec or LabelSpec()
     if not isinstance(spec, LabelSpec):
         raise TypeError(f"spec must be a LabelSpec, not {type(spec).__name__}")

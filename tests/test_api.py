@@ -50,6 +50,14 @@ def test_scan_takes_one_str_or_pathlike_as_one_path(tiny):
     for path in (str(tiny), tiny):
         assert classweights.scan(path, spec).counts.pixels.tolist() == [20, 8, 2]
     assert classweights.scan([tiny / "a.png", str(tiny / "b.png")], spec).counts.files == 2
+    assert classweights.scan(bytes(tiny), spec).counts.pixels.tolist() == [20, 8, 2]
+    assert classweights.scan([bytes(tiny / "a.png")], spec).counts.files == 1
+    with pytest.raises(TypeError, match=r"expected str, bytes or os\.PathLike object, not int"):
+        classweights.scan([tiny, 3], spec)
+    with pytest.raises(TypeError, match="workers must be a whole number, not '2'"):
+        classweights.scan(tiny, spec, workers="2")
+    with pytest.raises(ValueError, match="workers must be at least 1, not 0"):
+        classweights.scan(tiny, spec, workers=0)
 
 
 def test_the_scan_module_is_not_hidden_by_the_function():
