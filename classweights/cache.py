@@ -94,6 +94,8 @@ class HistogramCache:
         path = Path(path)
         if path.exists() and not path.is_file():
             raise InputError(f"{path}: cannot use as a cache: not a regular file")
+        if not _sqlite_or_empty(path):  # a report given for the cache by mistake: not wiped
+            raise InputError(f"{path}: cannot use as a cache: not an SQLite file (left as it is)")
         warnings = []
         try:
             _prepare(path)
@@ -208,6 +210,23 @@ def _storable(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _sqlite_or_empty(path: Path) -> bool:
+    """Whether ``path`` is missing, empty or begins as every SQLite file does: a damaged cache
+    is rebuilt, any other file left alone."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE))
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return True  # unreadable: SQLite says why, as for any cache it cannot open
+    return not head or head == _SQLITE
+
+
+#: The first bytes of every SQLite database file.
+_SQLITE = b"SQLite format 3\x00"
 
 
 class _Foreign(Exception):

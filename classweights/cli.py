@@ -272,11 +272,15 @@ def _check_pair_key(ctx: click.Context, param: click.Parameter, value: str | Non
 
 def _check_output(ctx: click.Context, param: click.Parameter, value: str | None):
     # Before any scan, so that a typo in -o does not cost a whole scan.
+    if value == "":
+        raise click.BadParameter("an empty path")
     if value is not None and value != "-":
         try:
             in_place = not stat.S_ISREG(os.stat(value).st_mode)  # a device, a FIFO
-        except OSError:
-            in_place = False
+        except FileNotFoundError:
+            in_place = False  # a new file, or a link to one
+        except OSError as error:  # a loop of links
+            raise click.BadParameter(f"cannot write {value}: {error.strerror}") from None
         if in_place:  # written as it is (report.write_output): /dev/null needs no writable /dev
             return value
         # A link's target is replaced, beside the target.
@@ -284,6 +288,11 @@ def _check_output(ctx: click.Context, param: click.Parameter, value: str | None)
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise click.BadParameter(f"cannot write into {folder}: no such folder, or read-only")
     return value
+
+
+def _same_file(first: str, second: str) -> bool:
+    """Whether two output paths name one file (through links too)."""
+    return second != "-" and os.path.realpath(first) == os.path.realpath(second)
 
 
 def _parse_storage_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
@@ -435,6 +444,7 @@ scale_options = _options(
     click.option(
         "--cache",
         type=click.Path(dir_okay=False),
+        callback=_check_output,  # before any scan: a folder that is not there
         help="SQLite file of per-mask histograms: a re-scan reads only new and changed masks.",
     ),
 )
@@ -760,6 +770,8 @@ def scan_command(
         raise click.UsageError("--until-stable needs --bootstrap resamples, not 0")
     if per_image and scale["cache"]:
         raise click.UsageError("--per-image reads every mask: it cannot go with --cache")
+    if per_image and options["output"] and _same_file(per_image, options["output"]):
+        raise click.UsageError(f"--per-image and -o are one file ({per_image}): one would be lost")
     sampled = sample or until_stable or resamples
     if sampled and (scale["shard"] or scale["cache"] or scale["executor"] != "local"):
         raise click.UsageError(

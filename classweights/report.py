@@ -201,8 +201,10 @@ def write_output(path: str | os.PathLike | None, text: str) -> None:
         return
     try:
         mode = os.stat(path).st_mode  # through links: /dev/stdout may lead to a pipe
-    except OSError:
+    except FileNotFoundError:
         mode = None  # a new path, or a link to one
+    except OSError as error:  # a loop of links: writing would replace the link by a file
+        raise InputError(f"{path}: cannot write: {error.strerror or error}") from None
     if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         _write_in_place(path, data)
     else:
@@ -268,11 +270,16 @@ def atomic_file(
     except OSError as error:
         raise InputError(f"{shown}: cannot write: {error.strerror}") from None
     try:
+        # mkstemp makes the file private; give it the mode a plain write would: the file's
+        # own when it is there (a private report stays private), else the umask's.
+        try:
+            permissions = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            permissions = 0o666 & ~_umask()
         with os.fdopen(handle, mode, **open_args) as out:
             yield out
             out.flush()
-            # mkstemp makes the file private; give it the mode a plain write would.
-            os.fchmod(out.fileno(), 0o666 & ~_umask())
+            os.fchmod(out.fileno(), permissions)
             os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException as error:

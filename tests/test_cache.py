@@ -111,7 +111,7 @@ def test_shards_sharing_a_cache_keep_each_others_masks(tmp_path, reads):
 
 def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path):
     root, cache = folder_of(tmp_path), tmp_path / "c.sqlite"
-    cache.write_bytes(b"this is not an SQLite database, " * 100)
+    cache.write_bytes(b"SQLite format 3\x00" + b"and then damaged pages, " * 100)
     result = run("scan", root, "--cache", cache)
     assert result.exit_code == 0, result.stderr
     assert "the cache was damaged" in result.stderr and "rebuilt it" in result.stderr
@@ -216,3 +216,25 @@ def test_a_row_whose_histogram_was_written_over_is_read_again(tmp_path, reads):
     reads.clear()
     scan([root], workers=1, cache=cache)
     assert reads == []  # and kept again
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_as_it_is(tmp_path):
+    # A report given for --cache by mistake was wiped and made a cache.
+    root, report = folder_of(tmp_path), tmp_path / "full.json"
+    report.write_text(run("scan", root, "-q").stdout)
+    before = report.read_bytes()
+    result = run("scan", root, "--cache", report, "-q")
+    assert result.exit_code == 3 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"Error: {report}: cannot use as a cache: not an SQLite file (left as it is)"
+    )
+    assert report.read_bytes() == before
+    (tmp_path / "empty.sqlite").touch()  # an empty file is a new cache
+    assert run("scan", root, "--cache", tmp_path / "empty.sqlite", "-q").exit_code == 0
+    assert len(rows(tmp_path / "empty.sqlite")) == 6
+
+
+def test_a_cache_in_a_folder_that_is_not_there_is_a_usage_error(tmp_path):
+    result = run("scan", folder_of(tmp_path), "--cache", tmp_path / "nowhere" / "c.sqlite", "-q")
+    assert result.exit_code == 2 and "--cache" in result.stderr
+    assert "no such folder" in result.stderr and "Traceback" not in result.stderr

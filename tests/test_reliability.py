@@ -111,6 +111,49 @@ def test_output_through_a_dangling_symlink_creates_its_target(masks, tmp_path):
     assert json.loads((tmp_path / "new.json").read_text())["totals"]["pixels"] == 16
 
 
+def test_output_through_a_loop_of_links_is_refused_before_the_scan(masks, tmp_path):
+    # Writing would have replaced the link by a file.
+    (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+    result = run("scan", masks, "-q", "-o", tmp_path / "a.json")
+    assert result.exit_code == 2 and "Too many levels of symbolic links" in result.stderr
+    assert (tmp_path / "a.json").is_symlink() and (tmp_path / "b.json").is_symlink()
+    from classweights import InputError
+    from classweights.report import write_output
+
+    with pytest.raises(InputError, match=r"a\.json: cannot write: Too many levels of symbolic"):
+        write_output(tmp_path / "a.json", "{}")
+    assert (tmp_path / "a.json").is_symlink()
+
+
+def test_an_empty_output_path_is_a_usage_error(masks):
+    result = run("scan", masks, "-q", "-o", "")
+    assert result.exit_code == 2 and "an empty path" in result.stderr
+
+
+def test_a_replaced_output_keeps_its_permissions(masks, tmp_path):
+    private = tmp_path / "private.json"
+    private.write_text("old")
+    private.chmod(0o600)
+    assert run("scan", masks, "-q", "-o", private).exit_code == 0
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert json.loads(private.read_text())["totals"]["pixels"] == 16
+    fresh = tmp_path / "fresh.json"
+    assert run("scan", masks, "-q", "-o", fresh).exit_code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+
+
+def test_per_image_rows_and_the_document_in_one_file_is_a_usage_error(masks, tmp_path):
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "same.csv")
+    for output in (tmp_path / "same.csv", link):
+        result = run("scan", masks, "-q", "--per-image", tmp_path / "same.csv", "-o", output)
+        assert result.exit_code == 2 and "--per-image and -o are one file" in result.stderr
+    assert not (tmp_path / "same.csv").exists()
+
+
 def test_output_dash_is_stdout(masks, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     doc = run_json("scan", masks, "-q", "-o", "-")
