@@ -14,6 +14,7 @@ import functools
 import importlib
 import inspect
 import io
+import math
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ import click
 from . import _native
 from ._version import __version__
 from .errors import ClassWeightsError, ReportError, one_line
+from .limits import MAX_ALLOWED_VALUES, MAX_CLASSES, MAX_RESAMPLES
 from .presets import PRESETS, Preset
 
 
@@ -236,14 +238,30 @@ def _id_ranges(ids: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+class _Finite(click.FloatRange):
+    """A FloatRange that refuses nan and inf: nan passes every bound (no comparison with it
+    holds), and either would reach the weights or a rule as it is."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number
+
+
+#: Raw values and class ids are 64-bit integers: what numpy counts them in.
+_VALUE = click.IntRange(-(2**63), 2**63 - 1)
+
+
 def _parse_map(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
     pairs = []
     for value in values:
         src, _, dst = value.partition(":")
         try:
-            pairs.append((int(src), int(dst)))
+            pair = (int(src), int(dst))
         except ValueError:
             raise click.BadParameter(f"{value!r} is not SRC:DST with integer values") from None
+        pairs.append(tuple(_VALUE.convert(v, param, ctx) for v in pair))
     if len({src for src, _ in pairs}) != len(pairs):
         raise click.BadParameter(f"a value is mapped twice in {', '.join(values)}")
     return tuple(pairs)
@@ -317,12 +335,12 @@ label_options = _options(
     ),
     click.option(
         "--num-classes",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=MAX_CLASSES),
         help="Class ids are 0..K-1 [default: largest label + 1].",
     ),
     click.option(
         "--ignore-index",
-        type=int,
+        type=_VALUE,
         multiple=True,
         metavar="V",
         help="Pixels with this value count as no class (repeatable), e.g. 255.",
@@ -599,26 +617,26 @@ weight_options = _options(
     ),
     click.option(
         "--clip-min",
-        type=click.FloatRange(min=0, min_open=True),
+        type=_Finite(min=0, min_open=True),
         callback=_check_clip,
         help="Lower bound.",
     ),
     click.option(
         "--clip-max",
-        type=click.FloatRange(min=0, min_open=True),
+        type=_Finite(min=0, min_open=True),
         callback=_check_clip,
         help="Upper bound.",
     ),
     click.option(
         "--enet-c",
-        type=click.FloatRange(min=1, min_open=True),
+        type=_Finite(min=1, min_open=True),
         default=_Deferred("weights", "ENET_C").get,
         show_default="1.02",
         help="ENet's c0 in 1 / ln(c0 + p).",
     ),
     click.option(
         "--beta",
-        type=click.FloatRange(min=0, max=1, max_open=True),
+        type=_Finite(min=0, max=1, max_open=True),
         help="Class-balanced loss beta [default: 1 - 1/N].",
     ),
 )
@@ -726,7 +744,7 @@ def _per_image_rows(path: str | None) -> Iterator[Callable | None]:
 )
 @click.option(
     "--until-stable",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Finite(min=0, min_open=True),
     metavar="R",
     help="Read masks in a random order until every weight's 95% interval is within R "
     "(relative, 0.05 = 5%) of it.",
@@ -734,10 +752,10 @@ def _per_image_rows(path: str | None) -> Iterator[Callable | None]:
 @click.option(
     "--bootstrap",
     "resamples",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_RESAMPLES),
     metavar="B",
     help="Bootstrap resamples for the 95% intervals; 0 for none [default: 1000 with "
-    "--sample or --until-stable, else none].",
+    f"--sample or --until-stable, else none; at most {MAX_RESAMPLES:,}].",
 )
 @click.option(
     "--seed",
@@ -893,9 +911,14 @@ def _parse_values(ctx: click.Context, param: click.Parameter, value: str | None)
     for part in value.split(","):
         low, dash, high = part.strip().partition("-")
         try:
-            values += range(int(low), int(high) + 1) if dash else [int(low)]
+            first, last = int(low), int(high if dash else low)
         except ValueError:
             raise click.BadParameter(f"{part!r} is not a value or a range like 0-18") from None
+        if last < first:
+            raise click.BadParameter(f"{part!r} runs backwards; write {last}-{first}")
+        if len(values) + last - first >= MAX_ALLOWED_VALUES:
+            raise click.BadParameter(f"{value!r} holds more than {MAX_ALLOWED_VALUES:,} values")
+        values += range(first, last + 1)
     return tuple(values)
 
 
@@ -935,7 +958,7 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 )
 @click.option(
     "--max-imbalance",
-    type=click.FloatRange(min=1),
+    type=_Finite(min=1),
     metavar="R",
     help="Largest class share / smallest present class share may be at most R.",
 )
@@ -952,7 +975,7 @@ def _parse_shares(ctx: click.Context, param: click.Parameter, values: tuple[str,
 )
 @click.option(
     "--max-drift",
-    type=click.FloatRange(min=0, max=1),
+    type=_Finite(min=0, max=1),
     metavar="D",
     help="No class share may move by more than D (0.01 = one point) from --baseline.",
 )
@@ -1186,14 +1209,14 @@ def _refuse_reading_options(ctx: click.Context, source: str) -> None:
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(min=0, max=1, min_open=True),
+    type=_Finite(min=0, max=1, min_open=True),
     metavar="T",
     help="repeat-factor: classes in fewer than this share of the images are repeated "
     "[default: 0.001].",
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Finite(min=0, min_open=True),
     metavar="T",
     help="rare-class: softmax temperature; smaller favours rare classes more [default: 0.01].",
 )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .errors import ConventionError, MaskError, plural
+from .limits import MAX_CLASSES
 from .masks import TABLE_SIZE, Histogram, colour_hex
 from .presets import find_preset
 
@@ -148,8 +149,8 @@ class LabelSpec:
             )
         if self.num_classes is not None and not _is_integer(self.num_classes):
             raise TypeError(f"num_classes must be an integer, not {self.num_classes!r}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, not {self.num_classes}")
+        if self.num_classes is not None and not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be in 1..{MAX_CLASSES:,}, not {self.num_classes}")
         if self.unknown_colors not in ("error", "ignore"):
             raise ValueError(f"unknown_colors must be error or ignore, not {self.unknown_colors!r}")
         for name, pairs in (("value", self.mapping), ("colour", self.colors)):

@@ -23,6 +23,7 @@ import numpy as np
 
 from .counting import ClassCounts, LabelSpec
 from .errors import InputError, WeightError
+from .limits import MAX_RESAMPLES
 from .masks import MaskFile
 from .per_image import Row, Table
 from .scan import ScanResult, Source, scan
@@ -97,8 +98,8 @@ def bootstrap(
     Raises `WeightError` when a resample cannot be weighed (``missing="error"`` and a class
     that some resample lacks: such a weight has no interval).
     """
-    if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, not {resamples}")
+    if not 1 <= resamples <= MAX_RESAMPLES:
+        raise ValueError(f"resamples must be in 1..{MAX_RESAMPLES:,}, not {resamples}")
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, not {level}")
     n = len(table)

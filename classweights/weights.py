@@ -8,6 +8,7 @@ ever NaN or infinite.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
@@ -89,8 +90,10 @@ def enet(counts: ClassCounts, present: np.ndarray, params: Params) -> tuple[np.n
     Paszke et al., "ENet: A Deep Neural Network Architecture for Real-Time Semantic
     Segmentation", 2016, section 5.2. c0 bounds the weights to [1 / ln(1 + c0), 1 / ln c0).
     """
-    if not params.enet_c > 1:
-        raise ValueError(f"enet_c must be greater than 1 (ln(c0 + p) > 0), not {params.enet_c}")
+    if not 1 < params.enet_c < math.inf:  # (nan fails too)
+        raise ValueError(
+            f"enet_c must be a finite number above 1 (ln(c0 + p) > 0), not {params.enet_c}"
+        )
     return 1.0 / np.log(params.enet_c + frequency(counts)), {"enet_c": params.enet_c}
 
 

@@ -186,12 +186,49 @@ def test_unreadable_report_is_exit_3(tmp_path):
         (["--clip-min", "3", "--clip-max", "1"], "--clip-min 3.0 is above --clip-max 1.0"),
         (["--enet-c", "1"], "Invalid value for '--enet-c'"),
         (["--beta", "1"], "Invalid value for '--beta'"),
+        # nan passes every bound, inf the open ones: both reached the weights (tracebacks).
+        (["--clip-min", "nan"], "'--clip-min': nan is not a finite number"),
+        (["--clip-max", "inf"], "'--clip-max': inf is not a finite number"),
+        (["--method", "enet", "--enet-c", "inf"], "'--enet-c': inf is not a finite number"),
+        (["--method", "effective", "--beta", "nan"], "'--beta': nan is not a finite number"),
+        (["--sample", "2", "--until-stable", "nan"], "'--until-stable': nan is not a finite"),
+        (["--num-classes", "99999999999999999999"], "is not in the range 1<=x<=1048576"),
+        (["--map", "255:99999999999999999999"], "is not in the range -9223372036854775808<="),
+        (["--ignore-index", "-99999999999999999999"], "is not in the range -9223372036854775808"),
+        (["--sample", "2", "--bootstrap", "99999999999999"], "is not in the range 0<=x<=100000"),
     ],
 )
 def test_usage_errors_are_exit_2(tiny, args, message):
     result = run("scan", tiny, *args)
     assert result.exit_code == 2
     assert message in result.stderr and result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-imbalance", "nan"], "'--max-imbalance': nan is not a finite number"),
+        (["--allowed-values", "3-1"], "'3-1' runs backwards; write 1-3"),
+        (["--allowed-values", "0-99999999999999999999"], "holds more than 1,048,576 values"),
+    ],
+)
+def test_check_usage_errors_are_exit_2(tiny, args, message):
+    result = run("check", tiny, "--ignore-index", "255", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stdout == ""
+
+
+def test_the_library_holds_the_same_bounds():
+    from classweights import LabelSpec, Params, compute_weights
+    from classweights.counting import ClassCounts
+
+    with pytest.raises(ValueError, match="num_classes must be in 1..1,048,576, not 1048577"):
+        LabelSpec(num_classes=2**20 + 1)
+    counts = ClassCounts.zeros(2)
+    counts.pixels[:] = [3, 1]
+    with pytest.raises(ValueError, match="enet_c must be a finite number above 1"):
+        compute_weights(counts, "enet", params=Params(enet_c=float("inf")))
 
 
 def test_map_makes_a_binary_mask_of_0_255(tmp_path):
