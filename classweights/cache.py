@@ -76,6 +76,7 @@ class HistogramCache:
         self._reader = _connect(path)
         self._writer = _connect(path)
         self._vanished: list[tuple[str, str]] = []  # (name, location)
+        self._folders: dict[str, str] = {}  # the real paths of the masks' folders
         self._complete = False
 
     @classmethod
@@ -146,7 +147,7 @@ class HistogramCache:
                 found = {row[1]: row for row in held}
                 name, held = next(cached, (None, []))
             for mask in same:
-                yield mask, _hit(mask, found.pop(location(mask.path), None))
+                yield mask, _hit(mask, found.pop(location(mask.path, self._folders), None))
             self._forget(found.values())
         while name is not None:
             self._forget(held)
@@ -164,7 +165,7 @@ class HistogramCache:
             (
                 self.settings,
                 mask.name,
-                location(mask.path),
+                location(mask.path, self._folders),
                 mask.size,
                 _version(mask),
                 int(histogram.colour),

@@ -105,17 +105,29 @@ def is_local(path: str) -> bool:
     return "://" not in path and ("#" not in path or _ROW.match(path) is None)
 
 
-def location(path: str) -> str:
-    """Return where a mask's path points, the same from any working directory: a local file,
-    or the local archive or Parquet file that holds a member or a row, made absolute; a URL as
-    it is. Two masks of one name (``a/m.png`` and ``b/m.png`` under a glob) differ here."""
+def location(path: str, folders: dict[str, str] | None = None) -> str:
+    """Return where a mask's path points, the same from any working directory and through
+    linked folders: a local file, or the local archive or Parquet file that holds a member or
+    a row, in its folder's real path; a URL as it is. Two masks of one name (``a/m.png`` and
+    ``b/m.png`` under a glob) differ here. A link to a file is not followed: git-annex and DVC
+    link masks of equal bytes to one stored object, and each is a mask of its own.
+
+    ``folders``, when given, keeps the real paths of the folders met, for one listing.
+    """
     member = _MEMBER.match(path)
     if member:
-        return f"{member.group(1)}://{member.group(2)}::{location(member.group(3))}"
+        return f"{member.group(1)}://{member.group(2)}::{location(member.group(3), folders)}"
     row = _ROW.match(path)
     if row:
-        return f"{location(row.group(1))}#{row.group(2)}"
-    return path if _URL.match(path) else os.path.abspath(path)
+        return f"{location(row.group(1), folders)}#{row.group(2)}"
+    if _URL.match(path):
+        return path
+    folder, name = os.path.split(os.path.abspath(path))
+    if folders is None:
+        return os.path.join(os.path.realpath(folder), name)
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    return os.path.join(folders[folder], name)
 
 
 def leaf(path: str) -> str:
@@ -154,14 +166,15 @@ def iter_masks(
     options = dict(storage_options or {})
     streams = [_expand(arg, pattern, options, column) for arg in names]
     merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=itemgetter(1))
-    # Repeats are the same path given twice (masks/ and masks/a.png), not two paths to one
-    # file: git-annex and DVC link identical masks to one stored object. One path alone
-    # cannot repeat: no set of every path is kept then.
+    # Repeats are the same path given twice (masks/ and masks/a.png, or through a linked
+    # folder), not two links to one file: git-annex and DVC link identical masks to one
+    # stored object. One path alone cannot repeat: no set of every path is kept then.
     seen: set[str] | None = set() if len(names) > 1 else None
+    folders: dict[str, str] = {}
     found = False
     for mask in merged:
         if seen is not None:
-            where = location(mask.path)
+            where = location(mask.path, folders)
             if where in seen:
                 continue
             seen.add(where)

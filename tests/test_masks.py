@@ -140,6 +140,18 @@ def test_find_masks_files_directly_and_no_repeats(tmp_path):
     assert [m.name for m in found] == ["0.tif", "1.png"]  # a/1.png once, by either name
 
 
+def test_a_folder_given_again_through_a_link_is_listed_once(tmp_path):
+    make_tree(tmp_path)
+    os.symlink(tmp_path / "a", tmp_path / "linked")
+    found = find_masks([tmp_path / "a", tmp_path / "linked"])
+    assert [m.name for m in found] == ["0.tif", "1.png"]
+    # Two links to one file are two masks (git-annex, DVC: equal masks, one stored object).
+    os.symlink(tmp_path / "a" / "1.png", tmp_path / "a" / "2.png")
+    assert [m.name for m in find_masks([tmp_path / "a", tmp_path / "linked"])] == [
+        "0.tif", "1.png", "2.png"
+    ]
+
+
 def test_find_masks_survives_a_symlink_loop(tmp_path):
     make_tree(tmp_path)
     os.symlink(tmp_path, tmp_path / "a" / "loop")
