@@ -21,6 +21,7 @@ def _interrupted(signum: int, frame: object) -> None:
 def main() -> None:
     """Run the ``classweights`` command line and exit with its code."""
     signal.signal(signal.SIGINT, _interrupted)
+    _hold_closed_streams()
     # The command line does no linear algebra: the thread pool that OpenBLAS starts when
     # numpy is imported would cost about a tenth of a second of CPU in every run, for nothing.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -33,6 +34,23 @@ def main() -> None:
     _exit(0)
 
 
+def _hold_closed_streams() -> None:
+    """Hold a standard stream the caller closed (``2>&-``) with /dev/null.
+
+    Its descriptor is free, and the next file opened (an output's temporary file) would take
+    it: what is written to that stream would land in the file. Python leaves such a stream
+    None: stderr becomes /dev/null (the exit code still says how the run ended); stdout stays
+    None, and a document for it is refused (`report.write_output`).
+    """
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the rest of the process)
+
+
 def _exit(code: object) -> None:
     """Exit with ``code`` without the interpreter's teardown, which frees every object of
     every module one by one: tens of milliseconds, as long as a scan of a few hundred masks.
@@ -42,8 +60,8 @@ def _exit(code: object) -> None:
         print(code, file=sys.stderr)  # sys.exit("message"): the message, and status 1
         code = 1
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head): nothing to say
-            stream.flush()
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a closed pipe, or
+            stream.flush()  # a stream closed before the run (None): nothing to say
     atexit._run_exitfuncs()
     os._exit(code or 0)
 

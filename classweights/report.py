@@ -215,6 +215,8 @@ def write_output(path: str | os.PathLike | None, text: str) -> None:
 def _write_stdout(data: bytes) -> None:
     import sys
 
+    if sys.stdout is None:  # closed before the run (>&-)
+        raise InputError("stdout: cannot write: it is closed (give -o FILE)")
     try:
         sys.stdout.flush()
         out = sys.stdout.buffer

@@ -154,6 +154,23 @@ def test_per_image_rows_and_the_document_in_one_file_is_a_usage_error(masks, tmp
     assert not (tmp_path / "same.csv").exists()
 
 
+def test_a_standard_stream_closed_by_the_caller(masks, tmp_path):
+    # stdout closed: the document has nowhere to go (exit 3, said on stderr); with -o it is
+    # written. stderr closed: the exit code alone says how the run ended, and nothing meant
+    # for stderr lands in the output file, which took its free descriptor before.
+    closed = command("scan", masks, "-q", preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 3
+    assert closed.stderr.strip() == "Error: stdout: cannot write: it is closed (give -o FILE)"
+    out = tmp_path / "o.json"
+    written = command("scan", masks, "-o", out, preexec_fn=lambda: os.close(1))
+    assert written.returncode == 0 and json.loads(out.read_text())["totals"]["pixels"] == 16
+    quiet = command("scan", masks, "-o", out, "--num-classes", "1",
+                    preexec_fn=lambda: os.close(2))  # fmt: skip
+    assert quiet.returncode == 3 and quiet.stdout == ""  # label 1 is outside 0..0
+    shown = command("scan", masks, "-o", out, preexec_fn=lambda: os.close(2))
+    assert shown.returncode == 0 and json.loads(out.read_text())["totals"]["pixels"] == 16
+
+
 def test_output_dash_is_stdout(masks, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     doc = run_json("scan", masks, "-q", "-o", "-")
