@@ -223,7 +223,7 @@ def test_the_library_holds_the_same_bounds():
     from classweights import LabelSpec, Params, compute_weights
     from classweights.counting import ClassCounts
 
-    with pytest.raises(ValueError, match="num_classes must be in 1..1,048,576, not 1048577"):
+    with pytest.raises(ValueError, match=r"num_classes must be in 1\.\.1,048,576, not 1048577"):
         LabelSpec(num_classes=2**20 + 1)
     counts = ClassCounts.zeros(2)
     counts.pixels[:] = [3, 1]
