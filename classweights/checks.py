@@ -101,8 +101,12 @@ def _class_id(result: ScanResult, given: str) -> int:
     try:
         class_id = int(given)
     except ValueError:
-        known = ", ".join(map(str, names))
-        raise InputError(f"no class named {given!r}; the classes are {known}") from None
+        known = (
+            f"the classes are {', '.join(map(str, names))}"
+            if names
+            else f"classes have no names: give an id in 0..{result.counts.num_classes - 1}"
+        )
+        raise InputError(f"no class named {given!r}; {known}") from None
     if not 0 <= class_id < result.counts.num_classes:
         raise InputError(f"no class {class_id}: class ids are 0..{result.counts.num_classes - 1}")
     return class_id
@@ -128,7 +132,8 @@ def _require_classes(result: ScanResult, rules: Rules, masks) -> list[Violation]
     if not missing:
         return []
     listed = ", ".join(_label(result, c) for c in missing)
-    return [Violation("require-classes", f"{listed} never occur")]
+    verb = "never occurs" if len(missing) == 1 else "never occur"
+    return [Violation("require-classes", f"{listed} {verb}")]
 
 
 def _min_share(result: ScanResult, rules: Rules, masks) -> list[Violation]:

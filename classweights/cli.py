@@ -117,7 +117,8 @@ _PARAMETERS = ("ignore_index", "num_classes", "mapping", "unknown_colors", "colo
                "max_pixels", "npz_key", "workers", "pair_key")  # fmt: skip
 
 _PARAMETER = re.compile(
-    r"(?<!['\"])\b(" + "|".join(_PARAMETERS) + r")(?:=(\{(\w+): (\w+)\}|'[^']*'|[\w.]+)|\b(?!=))"
+    r"(?<!['\"])\b(" + "|".join(_PARAMETERS) + r")"
+    r"(?:=(\{(-?\w+): (\w+)\}|'[^']*'|-?[\w.]+)|\b(?!=))"
 )
 
 
@@ -1129,6 +1130,8 @@ def weights_command(report, **options) -> None:
         classweights weights weights.json --method enet --normalize pixels
     """
     result = load(report)
+    if result.counts.counted == 0:
+        raise ReportError(report, "counts no pixel (every pixel ignored): no weights to derive")
     sample = {"sample": result.sample} if result.sample else None  # still a sample
     _emit(result, _display(options["quiet"]), extra=sample, **options)
 
@@ -1300,7 +1303,8 @@ def image_weights_command(
     try:
         result = sampling.image_weights(table, sampling_method, params)
     except ClassWeightsError as error:  # name the flag, not the library's parameter
-        error.args = (str(error).replace("min_pixels", "--min-pixels"),)
+        said = str(error).replace("min_pixels", "--min-pixels")
+        error.args = (f"{source}: {said}" if source is not None and not table.paths else said,)
         raise
     if fmt == "json":
         _write(FORMATS["json"](result.document()), output)  # allow_nan=False, as every document

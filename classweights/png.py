@@ -243,8 +243,8 @@ def _why_not(layout: Layout, expected: int) -> None:
     except zlib.error as error:
         raise PNGError(f"has damaged image data ({error})") from None
     if len(raw) > expected:
-        rows = "image data" if layout.interlaced else f"{layout.height} rows"
-        raise PNGError(f"has more image data than its {rows}")
+        held = "interlace passes" if layout.interlaced else f"{layout.height} rows"
+        raise PNGError(f"has more image data than its {held} hold")
     if not inflater.eof:
         raise PNGError(_short(layout, len(raw), expected) + " (the stream is cut short)")
     raise PNGError("has damaged image data")

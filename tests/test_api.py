@@ -177,6 +177,11 @@ def test_library_messages_name_parameters_and_the_cli_names_flags(tmp_path):
     assert "(--num-classes 3)" in result.stderr
     assert "--ignore-index 5" in result.stderr and "--map 5:DST" in result.stderr
     assert "_" not in result.stderr.split(": ", 2)[2].replace("m.png", "")
+    # A negative value is a flag's value too (it was left as ignore_index=-1).
+    result = run("scan", tmp_path, "--map", "5:-1", "-q")
+    assert "pass --ignore-index -1 if it marks pixels to leave out, or --map -1:DST" in (
+        result.stderr
+    )
 
 
 def test_weights_convert_to_a_list_numpy_and_a_tensor(tiny, monkeypatch):

@@ -78,7 +78,7 @@ def test_require_classes_by_name_and_id(good, tmp_path):
     (tmp_path / "names.txt").write_text("background\nroad\nperson\nrider\n")
     args = ["--ignore-index", "255", "--class-names", tmp_path / "names.txt"]
     (line,) = violations(run("check", good / "masks", *args, "--require-classes", "all"))
-    assert line == "require-classes: class 3 (rider) never occur"
+    assert line == "require-classes: class 3 (rider) never occurs"
     ok = run("check", good / "masks", *args, "--require-classes", "0,road,person")
     assert ok.exit_code == 0
 

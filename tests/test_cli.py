@@ -248,3 +248,27 @@ def test_version_and_python_dash_m():
     )
     for command in ("scan", "weights", "merge"):
         assert command in done.stdout
+
+
+def test_messages_name_the_file_and_read_as_sentences(tiny, tmp_path):
+    # From a review of the command line: each of these lacked the file, or a word.
+    report = tmp_path / "r.json"
+    assert run("scan", tiny, "--ignore-index", "255", "-q", "-o", report).exit_code == 0
+    doc = json.loads(report.read_text())
+    for entry in doc["classes"]:
+        entry["pixels"] = entry["images"] = 0
+    doc["totals"]["ignored"] += doc["totals"]["pixels"]
+    doc["totals"]["pixels"] = 0
+    report.write_text(json.dumps(doc))
+    assert_one_line_error(
+        run("weights", report, "-q"), 3, "r.json", "counts no pixel (every pixel ignored)"
+    )
+    rows = tmp_path / "rows.csv"
+    assert run("scan", tiny, "--ignore-index", "255", "-q", "--per-image", rows).exit_code == 0
+    rows.write_text(rows.read_text().splitlines()[0] + "\n")  # the header alone
+    result = run("image-weights", rows, "--method", "inverse", "-q")
+    assert result.exit_code == 3 and result.stderr.strip() == f"Error: {rows}: no images to weigh"
+    result = run("check", tiny, "--ignore-index", "255", "--require-classes", "foo", "-q")
+    assert result.stderr.strip().endswith(
+        "no class named 'foo'; classes have no names: give an id in 0..2"
+    )
