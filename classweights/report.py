@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import posixpath
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -543,6 +544,7 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
                 path, f"counts the same files as {twin} (the same fingerprint): merge each once"
             )
         seen[result.source.fingerprint] = path
+    _refuse_nested(results)
     if missing and complete:
         raise InputError(missing)
     total = sum((r.counts for _, r in rest), first.counts)
@@ -554,6 +556,21 @@ def merge(results: Sequence[tuple[str, ScanResult]], *, complete: bool = False) 
         warnings=(missing,) if missing else (),
         reading=first.reading,
     )
+
+
+def _refuse_nested(results: Sequence[tuple[str, ScanResult]]) -> None:
+    """Raise `ReportError` for a report that scanned a folder inside one another report
+    scanned (``masks/train`` beside ``masks``): its masks are in both. (Equal paths may be two
+    machines' own folders; the fingerprint tells those apart.)"""
+    scanned = [(path, p, posixpath.normpath(p)) for path, r in results for p in r.source.paths]
+    for path, inner, within in scanned:
+        for other, outer, around in scanned:
+            if other != path and within.startswith(around.rstrip("/") + "/"):
+                raise ReportError(
+                    path,
+                    f"scanned {inner}, inside {outer} that {other} scanned: its masks would "
+                    "count twice; merge reports of folders apart",
+                )
 
 
 def missing_shards(results: Sequence[tuple[str, ScanResult]]) -> str | None:

@@ -537,6 +537,19 @@ def test_merge_refuses_the_same_dataset_twice(masks, tmp_path):
     assert_one_line_error(result, 3, "counts the same files as")
 
 
+def test_merge_refuses_a_report_of_a_folder_inside_another_ones(tmp_path):
+    for name in ("train/a.png", "train/b.png", "val/c.png"):
+        save_mask(tmp_path / "masks" / name, MASK_A, "P")
+    for name, folder in (("full", "masks"), ("train", "masks/train"), ("val", "masks/val")):
+        assert run("scan", tmp_path / folder, "-q", "-o", tmp_path / f"{name}.json").exit_code == 0
+    result = run("merge", tmp_path / "train.json", tmp_path / "full.json")
+    assert_one_line_error(
+        result, 3, "train.json: scanned", "masks/train, inside", "that", "full.json scanned"
+    )
+    merged = run_json("merge", tmp_path / "train.json", tmp_path / "val.json", "-q")
+    assert merged["totals"] == run_json("scan", tmp_path / "masks", "-q")["totals"]
+
+
 # 6. A class count inferred from a void or binary convention is refused, with the ways out.
 
 
