@@ -5,13 +5,13 @@ A histogram is kept under the mask's relative path, where that path points (two 
 one glob may each hold ``0001.png``) and the reading settings that change it (the ``.npz`` key,
 the pixel limit, the region masks, the tool's version), with the file's size and version (its
 modification time in nanoseconds, or an object store's ETag) to tell whether it is still the
-file's. The label settings (map, ignore values, class count) are applied after
-the histogram, so one cache serves any of them.
+file's. The label settings (map, ignore values, class count) are applied after the histogram,
+so one cache serves any of them.
 
 SQLite in WAL mode lets readers go on while one process writes; writes are short transactions
-that wait for each other (a busy timeout), so runs that share a cache do not corrupt it. A file
-that is not a cache SQLite can read is rebuilt, with a warning; an SQLite database of another
-program is refused, not changed.
+that wait for each other (a busy timeout), so runs that share a cache do not corrupt it. A
+damaged SQLite file is rebuilt, with a warning; a file that is not SQLite, or an SQLite
+database of another program, is refused and left as it is.
 """
 
 from __future__ import annotations
@@ -219,10 +219,8 @@ def _sqlite_or_empty(path: Path) -> bool:
     try:
         with path.open("rb") as file:
             head = file.read(len(_SQLITE))
-    except FileNotFoundError:
+    except OSError:  # not there; or unreadable, which SQLite says as for any cache
         return True
-    except OSError:
-        return True  # unreadable: SQLite says why, as for any cache it cannot open
     return not head or head == _SQLITE
 
 
