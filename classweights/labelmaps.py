@@ -35,7 +35,10 @@ def parse_color(value: Any) -> int:
         if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
             return int(text[1:], 16)
         value = re.split(r"[\s,;]+", text.strip("()[]"))
-    channels = [int(c) for c in value]
+    try:
+        channels = [_integer(c) for c in value]
+    except ValueError:
+        channels = []  # [0.5, 0, 0] names no colour: refused below, not truncated
     if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
         raise ValueError(f"{value!r} is not a colour (#rrggbb or three values 0-255)")
     return pack_rgb(*channels)
@@ -48,7 +51,7 @@ def load_colors(path: str | os.PathLike) -> ColorMap:
     names: dict[int, str] = {}
     for where, row in _records(path):
         try:
-            class_id = int(row["id"])
+            class_id = _integer(row["id"], "id")
             colour = row.get("color", row.get("colour"))
             if colour is None:
                 colour = [row["r"], row["g"], row["b"]]
@@ -71,8 +74,8 @@ def load_map(path: str | os.PathLike) -> tuple[tuple[int, int], ...]:
     pairs: dict[int, int] = {}
     for where, (src, dst) in _pairs(path):
         try:
-            source, destination = int(src), int(dst)
-        except (TypeError, ValueError):
+            source, destination = _integer(src), _integer(dst)
+        except ValueError:
             raise LabelFileError(
                 path, f"{where}: {src!r}: {dst!r} is not a pair of integers"
             ) from None
@@ -83,8 +86,9 @@ def load_map(path: str | os.PathLike) -> tuple[tuple[int, int], ...]:
 
 def load_names(path: str | os.PathLike) -> tuple[str, ...]:
     """Return the class names in ``path``, id 0 first: a text file, one name a line, or a JSON
-    or YAML list."""
-    if _suffix(path) in (".json", ".yaml", ".yml"):
+    or YAML list. Names are unique."""
+    structured = _suffix(path) in (".json", ".yaml", ".yml")
+    if structured:
         names = _structured(path)
         # YAML reads `no` as False and `2024-01-01` as a date: such a name would be written
         # back as another string, so it is refused (quote it) rather than converted.
@@ -102,6 +106,16 @@ def load_names(path: str | os.PathLike) -> tuple[str, ...]:
             raise LabelFileError(path, f"line {names.index('') + 1} is empty")
     if not names or names == [""]:
         raise LabelFileError(path, "names no classes")
+    # A rule such as check's --min-share NAME=X finds a class by its name: of two classes of
+    # one name it would check the first and let the other break the rule unseen.
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=0 if structured else 1):
+        if name in seen:
+            where = "entries" if structured else "lines"
+            raise LabelFileError(
+                path, f"class name {name!r} is given twice: {where} {seen[name]} and {number}"
+            )
+        seen[name] = number
     return tuple(names)
 
 
@@ -115,12 +129,13 @@ def parse_data(text: str, *, as_json: bool) -> object:
 
     Every file the tool reads is untrusted input, so YAML is read with `yaml.SafeLoader` and
     without anchors, aliases (a kilobyte of nested aliases expands to gigabytes) or tags, and
-    nesting is bounded by `MAX_DEPTH` in both. Callers read JSON as JSON: YAML 1.1 would read
-    JSON's ``1e-05`` as a string.
+    nesting is bounded by `MAX_DEPTH` in both. A key given twice in one mapping is refused in
+    both (their parsers keep the last). Callers read JSON as JSON: YAML 1.1 would read JSON's
+    ``1e-05`` as a string.
     """
     if as_json:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except RecursionError:
             raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
         _check_depth(data)
@@ -131,6 +146,16 @@ def parse_data(text: str, *, as_json: bool) -> object:
         return yaml.load(text, Loader=_strict_loader())  # a SafeLoader, stricter
     except yaml.YAMLError as error:
         raise ValueError(str(error)) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Return a JSON object's pairs as a dict; raises ValueError for a key given twice."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"key {key!r} is given twice")
+        data[key] = value
+    return data
 
 
 def _check_depth(data: object) -> None:
@@ -153,7 +178,8 @@ def _strict_loader() -> type:
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
-        """A SafeLoader that refuses anchors, aliases and tags, and bounds the nesting."""
+        """A SafeLoader that refuses anchors, aliases, tags and a key given twice, and bounds
+        the nesting."""
 
         depth = 0
 
@@ -171,6 +197,18 @@ def _strict_loader() -> type:
                 return super().compose_node(parent, index)
             finally:
                 self.depth -= 1
+
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            mapping = super().construct_mapping(node, deep)
+            if len(mapping) < len(node.value):  # a key given twice: PyYAML keeps the last
+                seen = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node)  # built already: from its cache
+                    if key in seen:
+                        line = key_node.start_mark.line + 1
+                        raise ValueError(f"line {line}: key {key!r} is given twice")
+                    seen.add(key)
+            return mapping
 
     return StrictLoader
 
@@ -232,6 +270,17 @@ def _pairs(path: str | os.PathLike) -> Iterable[tuple[str, tuple[Any, Any]]]:
         yield from ((f"entry {i}", (p[0], p[1])) for i, p in enumerate(data))
     else:
         raise LabelFileError(path, "is not a mapping of values or a list of [src, dst] pairs")
+
+
+def _integer(value: Any, what: str = "value") -> int:
+    """Return an integer given as one or as its digits (CSV cells, JSON keys, quoted YAML)."""
+    # int() would truncate 3.5 to 3 and take True for 1: a file that says either is refused.
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{what} {value!r} is not an integer")
 
 
 def _why(error: Exception, needed: str) -> str:

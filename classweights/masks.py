@@ -637,17 +637,31 @@ def _read_nifti(path: str, options: ReadOptions) -> np.ndarray:
         raise MaskError(path, "reading NIfTI volumes needs nibabel: pip install nibabel") from None
     import gzip
 
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.imageglobals import logger
+    from nibabel.spatialimages import HeaderDataError
+    from nibabel.wrapstruct import WrapStructError
+
     data = sources.read_bytes(path, options)  # read, not memory-mapped (see _read_npy)
     stream: IO[bytes] = io.BytesIO(data)
     if data[:2] == b"\x1f\x8b":  # .nii.gz
         stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]  # an IO[bytes] too
-    sizeof_hdr = stream.read(4)
-    stream.seek(0)
-    nifti2 = 540 in struct.unpack("<i", sizeof_hdr) + struct.unpack(">i", sizeof_hdr)
-    image = (nibabel.Nifti2Image if nifti2 else nibabel.Nifti1Image).from_stream(stream)
-    shape = tuple(image.header.get_data_shape())
-    check_size(path, math.prod(shape), shape_text(shape), options)  # before the voxels
-    return np.asanyarray(image.dataobj)
+    # nibabel writes a damaged header's faults to stderr itself, beside the error's one line.
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        sizeof_hdr = stream.read(4)
+        stream.seek(0)
+        nifti2 = 540 in struct.unpack("<i", sizeof_hdr) + struct.unpack(">i", sizeof_hdr)
+        image = (nibabel.Nifti2Image if nifti2 else nibabel.Nifti1Image).from_stream(stream)
+        shape = tuple(image.header.get_data_shape())
+        check_size(path, math.prod(shape), shape_text(shape), options)  # before the voxels
+        return np.asanyarray(image.dataobj)
+    except (WrapStructError, HeaderDataError, ImageFileError, OverflowError) as error:
+        # nibabel's errors for a damaged file (OverflowError: an offset or size beyond any
+        # array) made one of _READ_ERRORS, as for other masks: "cannot read mask: ..."
+        raise ValueError(_reason(error)) from None
+    finally:
+        logger.disabled = disabled
 
 
 _ARRAY_READERS: dict[str, Callable[[str, ReadOptions], np.ndarray]] = {
