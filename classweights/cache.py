@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import groupby
@@ -99,7 +100,9 @@ class HistogramCache:
             raise InputError(f"{path}: cannot use as a cache: not an SQLite file (left as it is)")
         warnings = []
         try:
-            _prepare(path)
+            _prepare_waiting(path)
+        except sqlite3.OperationalError as error:  # locked, unreadable: not damaged
+            raise InputError(f"{path}: cannot open the cache: {error}") from None
         except sqlite3.DatabaseError as error:
             warnings.append(f"{path}: the cache was damaged ({error}); rebuilt it")
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -232,6 +235,19 @@ class _Foreign(Exception):
     """The file is an SQLite database of another program."""
 
 
+def _prepare_waiting(path: Path) -> None:
+    """`_prepare`, again while another run holds the file: a switch to WAL, theirs or ours,
+    says "locked" at once, without the busy timeout's wait."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            return _prepare(path)
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _prepare(path: Path) -> None:
     """Create the cache, or check an existing one; raise `sqlite3.DatabaseError` if damaged,
     `_Foreign` if it is another program's database."""
@@ -239,23 +255,40 @@ def _prepare(path: Path) -> None:
     try:
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("quick_check failed")
+        _refuse_foreign(db)  # before anything of it is changed, its journal mode first
+        # WAL before the table: readers go on while one run writes (the switch waits for no
+        # other run's transaction, which a switch after the table's could deadlock with).
+        db.execute("PRAGMA journal_mode = WAL")
         # One transaction: a run that starts meanwhile sees no table without its version.
         db.execute("BEGIN IMMEDIATE")
         try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0 and db.execute("SELECT 1 FROM sqlite_master").fetchone():
-                raise _Foreign  # tables, but never a cache's: not ours to change
-            if version not in (0, SCHEMA):  # a cache of another layout: start again
-                db.execute("DROP TABLE IF EXISTS histograms")
-            db.execute(_CREATE)
-            db.execute(f"PRAGMA user_version = {SCHEMA}")
+            _refuse_foreign(db)
+            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:
+                db.execute("DROP TABLE IF EXISTS histograms")  # another layout, or half made
+                db.execute(_CREATE)
+                db.execute(f"PRAGMA user_version = {SCHEMA}")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        db.execute("PRAGMA journal_mode = WAL")  # readers go on while one run writes
     finally:
         db.close()
+
+
+def _refuse_foreign(db: sqlite3.Connection) -> None:
+    """Raise `_Foreign` unless the database is empty or holds a cache's table alone, of a
+    layout this program wrote (`SCHEMA` and those before), or left half made without a version
+    (by a run stopped between making it and setting the version, before both were one
+    transaction)."""
+    tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master")]
+    if not tables:
+        return
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    columns = {row[1] for row in db.execute("PRAGMA table_info(histograms)")}
+    if tables != ["histograms"] or not 0 <= version <= SCHEMA:
+        raise _Foreign
+    if not {"settings", "name", "histogram"} <= columns:
+        raise _Foreign
 
 
 def _settings(paths: Sequence[str | os.PathLike], options: ReadOptions) -> str:
@@ -297,7 +330,7 @@ def _histogram(row: tuple) -> Histogram | None:
     """Return the histogram stored in a row; None (read the mask again) for bytes that are not
     values and counts, a row written over by something else."""
     blob = row[5]
-    if len(blob) % (2 * _STORED.itemsize):
+    if not isinstance(blob, bytes) or len(blob) % (2 * _STORED.itemsize):
         return None
     # The values, then their counts. No copy on a little-endian machine: read-only views of
     # the row's bytes.

@@ -31,7 +31,7 @@ import click
 from . import _native
 from ._version import __version__
 from .errors import ClassWeightsError, ReportError, one_line
-from .limits import MAX_ALLOWED_VALUES, MAX_CLASSES, MAX_RESAMPLES
+from .limits import MAX_ALLOWED_VALUES, MAX_CLASSES, MAX_RESAMPLES, VALUES
 from .presets import PRESETS, Preset
 
 
@@ -251,7 +251,7 @@ class _Finite(click.FloatRange):
 
 
 #: Raw values and class ids are 64-bit integers: what numpy counts them in.
-_VALUE = click.IntRange(-(2**63), 2**63 - 1)
+_VALUE = click.IntRange(VALUES.start, VALUES.stop - 1)
 
 
 def _parse_map(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
@@ -298,7 +298,7 @@ def _check_output(ctx: click.Context, param: click.Parameter, value: str | None)
             in_place = not stat.S_ISREG(os.stat(value).st_mode)  # a device, a FIFO
         except FileNotFoundError:
             in_place = False  # a new file, or a link to one
-        except OSError as error:  # a loop of links
+        except OSError as error:  # a loop of links, a folder that cannot be searched
             raise click.BadParameter(f"cannot write {value}: {error.strerror}") from None
         if in_place:  # written as it is (report.write_output): /dev/null needs no writable /dev
             return value

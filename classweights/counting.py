@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .errors import ConventionError, MaskError, plural
-from .limits import MAX_CLASSES
+from .limits import MAX_CLASSES, VALUES
 from .masks import TABLE_SIZE, Histogram, colour_hex
 from .presets import find_preset
 
@@ -344,6 +344,7 @@ def _integers(name: str, values: Any) -> tuple:
     for value in values:
         if not _is_integer(value):
             raise TypeError(f"{name} must hold integers, not {value!r}")
+        _check_value(name, value)
     return values
 
 
@@ -359,7 +360,14 @@ def _pairs(name: str, pairs: Any) -> tuple:
             source = destination = None
         if not (_is_integer(source) and _is_integer(destination)):
             raise TypeError(f"{name} must hold (source, destination) integer pairs, not {pair!r}")
+        _check_value(name, source)
+        _check_value(name, destination)
     return pairs
+
+
+def _check_value(name: str, value: Any) -> None:
+    if int(value) not in VALUES:  # (a range looks a numpy integer up one element at a time)
+        raise ValueError(f"{name} holds {value}, outside the 64-bit integers numpy counts in")
 
 
 def _sorted_pairs(pairs) -> tuple[tuple[int, int], ...]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LabelFileError
+from .limits import VALUES
 from .masks import pack_rgb
 
 
@@ -49,6 +50,7 @@ def load_colors(path: str | os.PathLike) -> ColorMap:
     ``name`` (CSV may give the colour as ``r``, ``g``, ``b`` columns instead)."""
     colors: dict[int, int] = {}
     names: dict[int, str] = {}
+    ids: dict[str, int] = {}
     for where, row in _records(path):
         try:
             class_id = _integer(row["id"], "id")
@@ -58,11 +60,17 @@ def load_colors(path: str | os.PathLike) -> ColorMap:
             packed = parse_color(colour)
         except (KeyError, TypeError, ValueError) as error:
             raise LabelFileError(path, f"{where}: {_why(error, 'id and color')}") from None
+        _check_value(path, where, class_id)
         if colors.setdefault(packed, class_id) != class_id:
             raise LabelFileError(path, f"{where}: colour {colour} is listed twice")
         name = str(row.get("name") or "")
         if name and names.setdefault(class_id, name) != name:
             raise LabelFileError(path, f"{where}: class {class_id} has two names")
+        # A rule finds a class by its name (check --min-share NAME=X): one name, one class.
+        if name and ids.setdefault(name, class_id) != class_id:
+            raise LabelFileError(
+                path, f"{where}: class name {name!r} is given to classes {ids[name]} and {class_id}"
+            )
     if not colors:
         raise LabelFileError(path, "lists no colours")
     return ColorMap(tuple(sorted(colors.items())), names)
@@ -79,6 +87,8 @@ def load_map(path: str | os.PathLike) -> tuple[tuple[int, int], ...]:
             raise LabelFileError(
                 path, f"{where}: {src!r}: {dst!r} is not a pair of integers"
             ) from None
+        _check_value(path, where, source)
+        _check_value(path, where, destination)
         if pairs.setdefault(source, destination) != destination:
             raise LabelFileError(path, f"{where}: value {source} is mapped twice")
     return tuple(sorted(pairs.items()))
@@ -281,6 +291,11 @@ def _integer(value: Any, what: str = "value") -> int:
         except ValueError:
             pass
     raise ValueError(f"{what} {value!r} is not an integer")
+
+
+def _check_value(path: str | os.PathLike, where: str, value: int) -> None:
+    if value not in VALUES:
+        raise LabelFileError(path, f"{where}: {value} is outside the 64-bit integers counted in")
 
 
 def _why(error: Exception, needed: str) -> str:

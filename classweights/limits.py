@@ -9,5 +9,8 @@ MAX_CLASSES = 1 << 20
 #: Bootstrap resamples of a sampled scan: each is a pass over the sampled masks' counts.
 MAX_RESAMPLES = 100_000
 
+#: Raw values and class ids: numpy counts them as 64-bit integers.
+VALUES = range(-(2**63), 2**63)
+
 #: Values ``check --allowed-values`` may list, ranges spelled out.
 MAX_ALLOWED_VALUES = 1 << 20

@@ -73,6 +73,7 @@ class NotRegularFile(OSError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path}: is not a regular file")
         self.strerror = "is not a regular file"
+        self.filename = path  # the message names it once: see _reason
         self.filename = path
 
 
@@ -529,7 +530,7 @@ def decode(path: str, options: ReadOptions = ReadOptions()) -> tuple[np.ndarray,
     reader = _array_reader(path)
     if reader is not None:
         return reader(path, options), False
-    with _open_image(io.BytesIO(checked_bytes(path, options)), path, options) as image:
+    with open_checked(path, options) as image:
         frames = [_image_array(frame, path) for frame in _frames(image, path, options)]
         colour = image.mode in COLOUR_MODES
     return (frames[0] if len(frames) == 1 else np.stack(frames)), colour
@@ -544,6 +545,13 @@ def checked_bytes(path: str, options: ReadOptions = ReadOptions()) -> bytes:
     if layout is not None and layout.width * layout.height <= options.max_pixels:
         png.inflate(layout)  # raises for image data of fewer or more rows than the header's
     return data
+
+
+@contextmanager
+def open_checked(path: str, options: ReadOptions) -> Iterator[Image.Image]:
+    """Open a mask for Pillow to decode whole, its bytes checked first (`checked_bytes`)."""
+    with _open_image(io.BytesIO(checked_bytes(path, options)), path, options) as image:
+        yield image
 
 
 def _image_array(image: Image.Image, path: str) -> np.ndarray:

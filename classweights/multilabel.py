@@ -16,7 +16,6 @@ do not sum to one somewhere is reported, never silently taken for multi-label.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +32,9 @@ from .masks import (
     _array_reader,
     _frames,
     _image_array,
-    _open_image,
-    checked_bytes,
+    _reason,
     find_masks,
+    open_checked,
     shape_text,
     stem,
 )
@@ -72,11 +71,11 @@ def read_channels(path: str, channels: str, options: ReadOptions = ReadOptions()
     except MaskError:
         raise
     except _READ_ERRORS as error:
-        raise MaskError(path, f"cannot read mask: {str(error).splitlines()[0]}") from None
+        raise MaskError(path, f"cannot read mask: {_reason(error)}") from None
 
 
 def _image_channels(path: str, options: ReadOptions) -> np.ndarray:
-    with _open_image(io.BytesIO(checked_bytes(path, options)), path, options) as image:
+    with open_checked(path, options) as image:
         # Each page as it comes: the frames are one image object, seeked page after page.
         pages = [np.array(_image_array(frame, path)) for frame in _frames(image, path, options)]
         if len(pages) > 1:
@@ -115,7 +114,7 @@ def read_class_files(
         try:
             array = read_channels_file(path, options)
         except _READ_ERRORS as error:
-            raise MaskError(path, f"cannot read mask: {str(error).splitlines()[0]}") from None
+            raise MaskError(path, f"cannot read mask: {_reason(error)}") from None
         if channels is None:
             channels, first = np.zeros((classes, array.size), bool), path
             shape = array.shape
@@ -134,7 +133,7 @@ def read_channels_file(path: str, options: ReadOptions) -> np.ndarray:
     reader = _array_reader(path)
     if reader is not None:
         return np.asarray(reader(path, options))
-    with _open_image(io.BytesIO(checked_bytes(path, options)), path, options) as image:
+    with open_checked(path, options) as image:
         if image.mode in COLOUR_MODES:
             raise MaskError(path, f"is a {image.mode} image, not a binary mask")
         return _image_array(image, path)

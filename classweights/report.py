@@ -562,15 +562,18 @@ def _refuse_nested(results: Sequence[tuple[str, ScanResult]]) -> None:
     """Raise `ReportError` for a report that scanned a folder inside one another report
     scanned (``masks/train`` beside ``masks``): its masks are in both. (Equal paths may be two
     machines' own folders; the fingerprint tells those apart.)"""
-    scanned = [(path, p, posixpath.normpath(p)) for path, r in results for p in r.source.paths]
-    for path, inner, within in scanned:
-        for other, outer, around in scanned:
-            if other != path and within.startswith(around.rstrip("/") + "/"):
+    scanned = {posixpath.normpath(p): (path, p) for path, r in results for p in r.source.paths}
+    for within, (path, inner) in scanned.items():
+        around = posixpath.dirname(within)
+        while around not in ("", within):  # each folder above, up to the root
+            other, outer = scanned.get(around, (path, ""))
+            if other != path:
                 raise ReportError(
                     path,
                     f"scanned {inner}, inside {outer} that {other} scanned: its masks would "
                     "count twice; merge reports of folders apart",
                 )
+            within, around = around, posixpath.dirname(around)
 
 
 def missing_shards(results: Sequence[tuple[str, ScanResult]]) -> str | None:

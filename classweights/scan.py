@@ -264,7 +264,7 @@ def scan(
     workers
         Processes of the local pool [default: all cores]; with ``executor``, how many tasks it
         runs at once (it sizes the tasks). Masks in fsspec's ``memory://``, which lives in this
-        process, are counted here unless the workers are forked from it.
+        process, are counted here without ``executor``.
     executor
         Where tasks run: any `concurrent.futures.Executor` (a process or thread pool,
         ``distributed.Client.get_executor()``); the caller starts and shuts it down.
@@ -302,6 +302,9 @@ def scan(
         A mask cannot be read (without ``skip_errors``).
     InputError
         No masks were found, or (with ``strict``) a value that may not occur.
+    TypeError, ValueError
+        An argument of the wrong type or out of its range (``workers`` of 0, ``names`` as a
+        str, ``spec`` that is not a `LabelSpec`).
     """
     # One path is one path: a str is not iterated letter by letter.
     paths = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else list(paths)
@@ -310,7 +313,7 @@ def scan(
         raise TypeError(f"workers must be a whole number, not {workers!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
-    spec = spec or LabelSpec()
+    spec = LabelSpec() if spec is None else spec
     if not isinstance(spec, LabelSpec):
         raise TypeError(f"spec must be a LabelSpec, not {type(spec).__name__}")
     if isinstance(names, str):  # a sequence of letters, each taken as a class name
@@ -328,9 +331,10 @@ def scan(
         )
     if rows is not None and cache is not None:
         raise ValueError("rows and cache cannot go together: a cached mask is not read again")
-    in_this_process = any(_in_this_process(p) for p in paths)
-    if executor is None and in_this_process and _start_context().get_start_method() != "fork":
-        workers = 1  # a worker started afresh would find that filesystem empty
+    if executor is None and any(map(_in_this_process, [*paths, regions or ""])):
+        # A worker started afresh would find that filesystem empty, and whether the pool can
+        # fork is known only when it starts (listing a store may start a thread before).
+        workers = 1
     listed = _list_masks(paths, pattern, regions, shard, options, pair_key, skip_errors)
     if select is not None:  # in name order again: the fingerprint's order
         listed = iter(sorted(select(list(listed)), key=lambda mask: mask.name))
@@ -785,7 +789,7 @@ def _start_context() -> multiprocessing.context.BaseContext:
 def _in_this_process(path: str | os.PathLike) -> bool:
     """Whether ``path`` is in fsspec's memory filesystem, which only this process (and the
     workers forked from it) can read."""
-    return "memory://" in os.fspath(path)
+    return "memory://" in os.fsdecode(path)
 
 
 def _ignore_interrupts() -> None:

@@ -373,8 +373,15 @@ def _remote_file(path: str, name: str, info: Mapping[str, Any]) -> MaskFile:
 
 def _sized(fs: Any, path: str, info: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return a listed file's details with its size: a web server's index of links says none,
-    and the fingerprint holds each mask's size as a local folder gives it (a HEAD request)."""
-    return info if info.get("size") is not None else {**info, **fs.info(path)}
+    and the fingerprint holds each mask's size as a local folder gives it (a HEAD request).
+    A link to nothing keeps the listing's details: reading it says why, and --skip-errors
+    lists it."""
+    if info.get("size") is not None:
+        return info
+    try:
+        return {**info, **fs.info(path)}
+    except Exception:  # any filesystem's error: the read that follows names it
+        return info
 
 
 def version(info: Mapping[str, Any]) -> str:
@@ -426,14 +433,14 @@ def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) ->
         fs = _archive_filesystem(path, options)
         if kind == "tar":
             members = [(key, entry[0], entry[1]) for key, entry in fs.index.items()]
-        else:  # a name stored twice is its last entry, as tar's index and unzip take it
-            entries = {item.filename: item for item in fs.zip.infolist()}
+        else:
             members = [(item.filename, {"type": "directory" if item.is_dir() else "file",
                         "size": item.file_size, "mtime": item.date_time}, None)
-                       for item in entries.values()]  # fmt: skip
+                       for item in fs.zip.infolist()]  # fmt: skip
+    # A name stored twice (a.png, ./a.png, /a.png) is its last entry, as unpacking leaves it.
+    latest = {_member_name(key): (key, info, start) for key, info, start in members}
     found = []
-    for key, info, start in members:
-        name = re.sub(r"^(\./|/)+", "", key)
+    for name, (key, info, start) in latest.items():
         parts = name.split("/")
         if info["type"] != "file" or any(p.startswith(".") for p in parts):
             continue
@@ -448,6 +455,11 @@ def _archive_members(path: str, pattern: str | None, options: dict[str, Any]) ->
 
 
 # -- Parquet ----------------------------------------------------------------------------------
+
+
+def _member_name(key: str) -> str:
+    """Return an archive member's name as unpacking would write it: ``./`` and ``/`` off."""
+    return re.sub(r"^(\./|/)+", "", key)
 
 
 def _parquet_rows(

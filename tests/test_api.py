@@ -120,6 +120,8 @@ def test_names_and_spec_of_the_wrong_type_are_refused(tiny):
         classweights.scan(str(tiny), names="road")
     with pytest.raises(TypeError, match="spec must be a LabelSpec, not dict"):
         classweights.scan(str(tiny), {"ignore_index": 255})
+    with pytest.raises(TypeError, match="spec must be a LabelSpec, not dict"):
+        classweights.scan(str(tiny), {})  # falsy: it was taken for no spec
 
 
 @pytest.mark.parametrize(

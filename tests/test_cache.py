@@ -238,3 +238,18 @@ def test_a_cache_in_a_folder_that_is_not_there_is_a_usage_error(tmp_path):
     result = run("scan", folder_of(tmp_path), "--cache", tmp_path / "nowhere" / "c.sqlite", "-q")
     assert result.exit_code == 2 and "--cache" in result.stderr
     assert "no such folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_cache_left_half_made_is_made_again_and_a_row_of_text_is_read_again(tmp_path, reads):
+    # A run of an older version stopped between making the table and setting the version:
+    # the table alone, with a cache's columns, is this program's, not another's.
+    root, cache = folder_of(tmp_path), tmp_path / "c.sqlite"
+    with sqlite3.connect(cache) as db:
+        db.execute("CREATE TABLE histograms (settings, name, size, version, colour, histogram)")
+    fresh = scan([root], workers=1, cache=cache)
+    assert len(rows(cache)) == 6
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE histograms SET histogram = 'text' WHERE name = '0/m0.png'")
+    reads.clear()
+    assert scan([root], workers=1, cache=cache).counts == fresh.counts
+    assert reads == ["0/m0.png"]

@@ -256,3 +256,19 @@ def test_damaged_nifti_header_logs_nothing_of_its_own(tmp_path, caplog):
 def test_sound_nifti_still_reads(tmp_path):
     (tmp_path / "v.nii").write_bytes(nifti_bytes())
     assert read_histogram(tmp_path / "v.nii").counts.tolist() == [20, 20, 20]
+
+
+def test_values_beyond_64_bits_are_refused_in_files_and_the_library(masks, tmp_path):
+    (tmp_path / "map.csv").write_text("1,99999999999999999999\n")
+    result = run("scan", masks, "--map-file", tmp_path / "map.csv", "-q")
+    assert_one_line_error(result, 3, "map.csv: row 1: 99999999999999999999 is outside the 64-bit")
+    from classweights import LabelSpec
+
+    with pytest.raises(ValueError, match="mapping holds 1180591620717411303424, outside the 64"):
+        LabelSpec(mapping={2**70: 1})
+
+
+def test_one_name_for_two_colour_classes_is_refused(masks, tmp_path):
+    (tmp_path / "colors.csv").write_text('id,color,name\n0,"0,0,0",road\n1,"1,1,1",road\n')
+    result = run("scan", masks, "--colors", tmp_path / "colors.csv", "-q")
+    assert_one_line_error(result, 3, "colors.csv", "class name 'road' is given to classes 0 and 1")

@@ -135,6 +135,18 @@ def test_masks_on_a_web_server_have_the_sizes_of_a_local_folder(on_disk, web_ser
     assert top["source"]["fingerprint"] == scan_doc(on_disk / "top.png")["source"]["fingerprint"]
 
 
+def test_a_link_to_nothing_on_a_web_server_is_a_mask_that_cannot_be_read(on_disk, web_server):
+    # Asking the server for its size failed the whole listing (a traceback for a folder).
+    page = on_disk.parent / "page"
+    page.mkdir()
+    (page / "1.png").write_bytes((on_disk / "top.png").read_bytes())
+    (page / "index.html").write_text('<a href="1.png">1</a> <a href="gone.png">gone</a>')
+    for url in (f"{web_server}/page/", f"{web_server}/page/*.png"):
+        doc = scan_doc(url, "--skip-errors")
+        assert doc["totals"]["files"] == 1
+        assert [error["file"] for error in doc["errors"]] == [f"{web_server}/page/gone.png"]
+
+
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz", ".tgz", ".zip"])
 def test_archives_are_folders(on_disk, tmp_path, suffix):
     archive = tmp_path / f"masks{suffix}"
