@@ -107,7 +107,7 @@ class HistogramCache:
             warnings.append(f"{path}: the cache was damaged ({error}); rebuilt it")
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
-            _prepare(path)
+            _prepare_waiting(path)
         except sqlite3.Error as error:
             raise InputError(f"{path}: cannot open the cache: {error}") from None
         except _Foreign:
@@ -285,9 +285,8 @@ def _refuse_foreign(db: sqlite3.Connection) -> None:
         return
     version = db.execute("PRAGMA user_version").fetchone()[0]
     columns = {row[1] for row in db.execute("PRAGMA table_info(histograms)")}
-    if tables != ["histograms"] or not 0 <= version <= SCHEMA:
-        raise _Foreign
-    if not {"settings", "name", "histogram"} <= columns:
+    ours = {"settings", "name", "histogram"} <= columns and 0 <= version <= SCHEMA
+    if tables != ["histograms"] or not ours:
         raise _Foreign
 
 
